@@ -1,0 +1,28 @@
+"""Where the sidecar keeps things: config, model cache, logs (platformdirs, overridable by env)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+APP_NAME = "asrpro"
+
+
+def config_dir() -> Path:
+    """Settings directory: ``$ASRPRO_CONFIG_DIR`` or the platform config dir."""
+    override = os.environ.get("ASRPRO_CONFIG_DIR")
+    return Path(override) if override else Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
+
+
+def cache_dir() -> Path:
+    """Cache root: ``$ASRPRO_CACHE_DIR`` or the platform cache dir."""
+    override = os.environ.get("ASRPRO_CACHE_DIR")
+    return Path(override) if override else Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False))
+
+
+def models_dir() -> Path:
+    """Model cache: ``$ASRPRO_MODELS_DIR`` or ``<cache>/models``; one sub-directory per model id."""
+    override = os.environ.get("ASRPRO_MODELS_DIR")
+    return Path(override) if override else cache_dir() / "models"

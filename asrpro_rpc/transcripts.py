@@ -1,0 +1,85 @@
+"""Transcription options and results, shared by the RPC methods, the HTTP shim and every engine.
+
+The result mirrors OpenAI's ``verbose_json`` (segments with ``id, seek, start, end, text, tokens,
+temperature, avg_logprob, compression_ratio, no_speech_prob``) plus per-word probabilities.
+Times are in seconds from the start of the audio.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+Task = Literal["transcribe", "translate"]
+ResponseFormat = Literal["json", "verbose_json", "text", "srt", "vtt"]
+Granularity = Literal["segment", "word"]
+
+
+class Word(msgspec.Struct, frozen=True, omit_defaults=True):
+    word: str
+    start: float
+    end: float
+    probability: float | None = None
+
+
+class Segment(msgspec.Struct, frozen=True):
+    id: int
+    start: float
+    end: float
+    text: str
+    seek: int = 0
+    tokens: list[int] = []
+    temperature: float = 0.0
+    avg_logprob: float = 0.0
+    compression_ratio: float = 0.0
+    no_speech_prob: float = 0.0
+    words: list[Word] | None = None
+
+
+class Transcript(msgspec.Struct, frozen=True):
+    """A finished transcription (OpenAI ``verbose_json`` shape plus a few extras)."""
+
+    text: str
+    language: str
+    duration: float
+    segments: list[Segment]
+    task: Task = "transcribe"
+    language_probability: float | None = None
+    words: list[Word] | None = None
+    model: str | None = None
+
+
+class VadOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Silero VAD parameters (faster-whisper's ``VadOptions``); unset fields keep its defaults."""
+
+    threshold: float | msgspec.UnsetType = msgspec.UNSET
+    neg_threshold: float | msgspec.UnsetType = msgspec.UNSET
+    min_speech_duration_ms: int | msgspec.UnsetType = msgspec.UNSET
+    max_speech_duration_s: float | msgspec.UnsetType = msgspec.UNSET
+    min_silence_duration_ms: int | msgspec.UnsetType = msgspec.UNSET
+    speech_pad_ms: int | msgspec.UnsetType = msgspec.UNSET
+
+
+class TranscribeOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What to decode and how; handed unchanged from the front (RPC or HTTP) to the engine.
+
+    ``language=None`` detects the language. ``temperature`` is one value or a fallback ladder
+    (OpenAI's ``0`` means "automatic fallback", which is faster-whisper's default ladder).
+    ``batch_size`` > 1 uses faster-whisper's batched pipeline (faster on GPU, needs the VAD).
+    ``min_confidence`` drops segments whose average log-probability is below it (post-processing).
+    """
+
+    language: str | None = None
+    task: Task = "transcribe"
+    prompt: str | None = None
+    temperature: float | list[float] | None = None
+    beam_size: Annotated[int, msgspec.Meta(ge=1, le=20)] = 5
+    best_of: Annotated[int, msgspec.Meta(ge=1, le=20)] = 5
+    vad_filter: bool = True
+    vad: VadOptions | None = None
+    word_timestamps: bool = False
+    condition_on_previous_text: bool = True
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=64)] | None = None
+    max_new_tokens: Annotated[int, msgspec.Meta(ge=1, le=448)] | None = None
+    min_confidence: float | None = None
