@@ -1,0 +1,84 @@
+"""The ``asrpro`` command: ``serve`` (default, stdio JSON-RPC), ``call``, ``schema``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from . import __version__
+from .log import configure_logging
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="asrpro", description="Local speech-to-text sidecar (JSON-RPC 2.0).")
+    parser.add_argument("--version", action="version", version=f"asrpro-rpc {__version__}")
+    parser.add_argument("--log-level", help="debug, info, warning or error (default: $ASRPRO_LOG_LEVEL or info)")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="serve JSON-RPC on stdin/stdout (the default)")
+    call = commands.add_parser("call", help="spawn the sidecar, send one request, print the result")
+    call.add_argument("method")
+    call.add_argument("params", nargs="?", help="params as a JSON object")
+    schema = commands.add_parser("schema", help="print the OpenRPC document")
+    mode = schema.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help="write schema/openrpc.json")
+    mode.add_argument("--check", action="store_true", help="exit 1 if schema/openrpc.json is out of date")
+    return parser
+
+
+def _print_notification(method: str, params: Any) -> None:
+    sys.stderr.write(f"{method} {json.dumps(params)}\n")
+
+
+def _call(method: str, params_text: str | None, log_level: str | None) -> int:
+    from .client import RpcCallError, SidecarClient
+
+    try:
+        params = json.loads(params_text) if params_text else None
+    except json.JSONDecodeError as exc:
+        sys.stderr.write(f"asrpro call: params are not valid JSON: {exc}\n")
+        return 2
+    args = ["--log-level", log_level or "warning"]
+    with SidecarClient(["--log-level", args[1]]) as client:
+        try:
+            result = client.call(method, params, on_notification=_print_notification)
+        except RpcCallError as exc:
+            sys.stderr.write(f"error {exc.code}: {exc.message}\n")
+            if exc.data:
+                sys.stderr.write(json.dumps(exc.data, indent=2) + "\n")
+            return 1
+    sys.stdout.write(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    return 0
+
+
+def _schema(write: bool, check: bool) -> int:
+    from .methods import all_methods
+    from .openrpc import SCHEMA_PATH, render
+
+    text = render(all_methods())
+    if write:
+        SCHEMA_PATH.parent.mkdir(parents=True, exist_ok=True)
+        SCHEMA_PATH.write_text(text)
+        return 0
+    if check:
+        current = SCHEMA_PATH.read_text() if SCHEMA_PATH.exists() else ""
+        if current != text:
+            sys.stderr.write("schema/openrpc.json is out of date: run `asrpro schema --write`\n")
+            return 1
+        return 0
+    sys.stdout.write(text)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    configure_logging(args.log_level)
+    if args.command == "call":
+        return _call(args.method, args.params, args.log_level)
+    if args.command == "schema":
+        return _schema(args.write, args.check)
+    from .server import run_stdio_server
+
+    return run_stdio_server()

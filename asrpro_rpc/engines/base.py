@@ -1,0 +1,62 @@
+"""The engine interface: load a model, transcribe audio with progress and cancellation, unload.
+
+Engines run inside the engine host process (``host_main``); they see decoded 16 kHz mono float32 audio
+and the shared ``TranscribeOptions``, and return the shared ``Transcript``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+import msgspec
+
+from asrpro_rpc.transcripts import TranscribeOptions, Transcript
+
+if TYPE_CHECKING:
+    import numpy as np
+
+LoadProgress = Callable[[float, str], None]
+"""``(fraction 0..1, message)`` while a model loads."""
+
+
+class LoadSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """Which model to load, where from and on what hardware."""
+
+    model_id: str
+    model_path: str
+    engine: str = "whisper"
+    device: str = "auto"
+    device_index: int = 0
+    compute_type: str | None = None
+    cpu_threads: int = 0
+    """CPU threads per transcription; 0 picks a sensible number for this machine."""
+    max_concurrency: int = 1
+    """Transcriptions the loaded model may run at once (faster-whisper ``num_workers``)."""
+
+
+class LoadInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """What a load actually chose (it may differ from the request; ``warnings`` say why)."""
+
+    device: str
+    compute_type: str
+    load_time_s: float
+    warnings: list[str] = []
+
+
+class Engine(Protocol):
+    """One loaded model. ``transcribe`` may be called from several threads at once."""
+
+    def load(self, spec: LoadSpec, progress: LoadProgress) -> LoadInfo: ...
+
+    def transcribe(
+        self,
+        audio: np.ndarray,
+        options: TranscribeOptions,
+        on_progress: Callable[[float], None],
+        is_cancelled: Callable[[], bool],
+    ) -> Transcript:
+        """Transcribe 16 kHz mono float32 ``audio``; raise ``RequestCancelled`` once ``is_cancelled()``."""
+        ...
+
+    def unload(self) -> None: ...

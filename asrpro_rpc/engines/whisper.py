@@ -1,0 +1,219 @@
+"""faster-whisper (CTranslate2) engine: loads a local Whisper model directory and transcribes with it.
+
+Only the local path given is ever read: nothing here downloads (a missing ``tokenizer.json`` would make
+faster-whisper fetch one from the hub, so it is checked up front).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from asrpro_rpc import errors
+from asrpro_rpc.engines.base import LoadInfo, LoadProgress, LoadSpec
+from asrpro_rpc.transcripts import Segment, TranscribeOptions, Transcript, Word
+
+if TYPE_CHECKING:
+    import numpy as np
+    from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE_HZ = 16000
+_REQUIRED_FILES = ("model.bin", "config.json", "tokenizer.json")
+_CPU_FALLBACK_COMPUTE_TYPE = "int8"
+
+
+class WhisperEngine:
+    """A Whisper model loaded with faster-whisper; ``transcribe`` is safe to call from several threads."""
+
+    def __init__(self) -> None:
+        self._model: WhisperModel | None = None
+        self._batched: BatchedInferencePipeline | None = None
+        self._model_id = ""
+
+    def load(self, spec: LoadSpec, progress: LoadProgress) -> LoadInfo:
+        started_s = time.perf_counter()
+        _check_model_dir(spec)
+        progress(0.0, "importing faster-whisper")
+        try:
+            import ctranslate2
+            from faster_whisper import BatchedInferencePipeline, WhisperModel
+        except ImportError as exc:
+            raise errors.EngineUnavailable(
+                f"faster-whisper is not installed ({exc}); install it with: pip install 'asrpro-rpc[whisper]'",
+                engine="whisper",
+            ) from exc
+
+        from asrpro_rpc.devices import choose_compute_type, choose_device
+
+        device, warnings = choose_device(spec.device, _device_caps(ctranslate2))
+        compute_type, compute_warnings = choose_compute_type(
+            device, spec.compute_type, set(ctranslate2.get_supported_compute_types(device))
+        )
+        warnings = [*warnings, *compute_warnings]
+        progress(0.2, "loading weights")
+
+        def build(compute: str) -> WhisperModel:
+            return WhisperModel(
+                spec.model_path,
+                device=device,
+                device_index=spec.device_index,
+                compute_type=compute,
+                cpu_threads=spec.cpu_threads or _default_cpu_threads(spec.max_concurrency),
+                num_workers=max(1, spec.max_concurrency),
+                local_files_only=True,
+            )
+
+        try:
+            try:
+                model = build(compute_type)
+            except ValueError as exc:  # CTranslate2 rejects a compute type the device cannot run
+                if "compute type" not in str(exc) or device != "cpu":
+                    raise
+                warnings.append(f"{exc} Using {_CPU_FALLBACK_COMPUTE_TYPE} instead.")
+                model = build(_CPU_FALLBACK_COMPUTE_TYPE)
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise errors.ModelLoadFailed(
+                f"Could not load model {spec.model_id!r} from {spec.model_path}: {exc}",
+                model_id=spec.model_id,
+            ) from exc
+        for warning in warnings:
+            log.warning(warning, extra={"model_id": spec.model_id})
+        self._model = model
+        self._batched = BatchedInferencePipeline(model)
+        self._model_id = spec.model_id
+        progress(1.0, "ready")
+        return LoadInfo(
+            device=device,
+            compute_type=model.model.compute_type,
+            load_time_s=time.perf_counter() - started_s,
+            warnings=warnings,
+        )
+
+    def transcribe(
+        self,
+        audio: np.ndarray,
+        options: TranscribeOptions,
+        on_progress: Callable[[float], None],
+        is_cancelled: Callable[[], bool],
+    ) -> Transcript:
+        if self._model is None or self._batched is None:
+            raise errors.InternalError("No model is loaded in this engine.")
+        self._check_options(options)
+        kwargs = _transcribe_kwargs(options)
+        if options.batch_size is not None and options.batch_size > 1:
+            segments_iter, info = self._batched.transcribe(audio, batch_size=options.batch_size, **kwargs)
+        else:
+            segments_iter, info = self._model.transcribe(audio, **kwargs)
+        duration_s = max(info.duration, 1e-9)
+        segments: list[Segment] = []
+        for raw in segments_iter:
+            if is_cancelled():
+                raise errors.RequestCancelled("The transcription was cancelled.")
+            segments.append(_segment(raw, len(segments)))
+            on_progress(min(raw.end / duration_s, 1.0))
+        if options.min_confidence is not None:
+            segments = [s for s in segments if s.avg_logprob >= options.min_confidence]
+        words = [w for s in segments for w in s.words or ()] if options.word_timestamps else None
+        return Transcript(
+            text="".join(s.text for s in segments).strip(),
+            language=info.language,
+            duration=info.duration,
+            segments=segments,
+            task=options.task,
+            language_probability=None if options.language else info.language_probability,
+            words=words,
+            model=self._model_id,
+        )
+
+    def unload(self) -> None:
+        self._batched = None
+        self._model = None
+
+    def _check_options(self, options: TranscribeOptions) -> None:
+        assert self._model is not None
+        if options.batch_size is not None and options.batch_size > 1 and not options.vad_filter:
+            raise errors.InvalidParams("batch_size > 1 needs vad_filter=true (batches are speech chunks).")
+        if self._model.model.is_multilingual:
+            if options.language is not None and options.language not in self._model.supported_languages:
+                raise errors.InvalidParams(
+                    f"Unknown language code {options.language!r}; use an ISO 639-1 code such as 'en'.",
+                    language=options.language,
+                )
+            return
+        if options.task == "translate":
+            raise errors.InvalidParams(
+                f"Model {self._model_id!r} is English-only and cannot translate; choose a multilingual model.",
+                model_id=self._model_id,
+            )
+        if options.language not in (None, "en"):
+            raise errors.InvalidParams(
+                f"Model {self._model_id!r} is English-only; it cannot transcribe language "
+                f"{options.language!r}. Choose a multilingual model.",
+                model_id=self._model_id,
+                language=options.language,
+            )
+
+
+def _check_model_dir(spec: LoadSpec) -> None:
+    if not os.path.isdir(spec.model_path):
+        raise errors.ModelLoadFailed(
+            f"Model directory {spec.model_path} does not exist.", model_id=spec.model_id
+        )
+    missing = [f for f in _REQUIRED_FILES if not os.path.isfile(os.path.join(spec.model_path, f))]
+    if missing:
+        raise errors.ModelLoadFailed(
+            f"Model directory {spec.model_path} is incomplete: missing {', '.join(missing)}.",
+            model_id=spec.model_id,
+            missing=missing,
+        )
+
+
+def _default_cpu_threads(max_concurrency: int) -> int:
+    """The cores this process may use, shared between concurrent transcriptions."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // max(1, max_concurrency))
+
+
+def _transcribe_kwargs(options: TranscribeOptions) -> dict[str, Any]:
+    """faster-whisper keyword arguments for ``options`` (unset ones keep faster-whisper's defaults)."""
+    kwargs: dict[str, Any] = {
+        "language": options.language,
+        "task": options.task,
+        "initial_prompt": options.prompt,
+        "beam_size": options.beam_size,
+        "best_of": options.best_of,
+        "vad_filter": options.vad_filter,
+        "word_timestamps": options.word_timestamps,
+        "condition_on_previous_text": options.condition_on_previous_text,
+        "max_new_tokens": options.max_new_tokens,
+    }
+    if options.temperature is not None:
+        kwargs["temperature"] = options.temperature
+    if options.vad is not None:
+        kwargs["vad_parameters"] = msgspec.to_builtins(options.vad)
+    return kwargs
+
+
+def _segment(raw: Any, index: int) -> Segment:
+    return Segment(
+        id=index,
+        start=raw.start,
+        end=raw.end,
+        text=raw.text,
+        seek=raw.seek,
+        tokens=list(raw.tokens),
+        temperature=raw.temperature or 0.0,
+        avg_logprob=raw.avg_logprob,
+        compression_ratio=raw.compression_ratio,
+        no_speech_prob=raw.no_speech_prob,
+        words=[Word(word=w.word, start=w.start, end=w.end, probability=w.probability) for w in raw.words]
+        if raw.words is not None
+        else None,
+    )

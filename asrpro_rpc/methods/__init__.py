@@ -1,0 +1,12 @@
+"""Thin RPC fronts over the services, one module per area; ``all_methods`` is the method table."""
+
+from __future__ import annotations
+
+from ..rpc import RpcMethod
+
+
+def all_methods() -> list[RpcMethod]:
+    """The explicit method table, in documentation order."""
+    from . import lifecycle
+
+    return [*lifecycle.METHODS]

@@ -1,0 +1,72 @@
+"""Runs one stdio JSON-RPC session: guards fd 1, wires transport → session → services, handles signals."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from functools import partial
+
+import anyio
+import anyio.abc
+
+from .app import App
+from .dispatcher import Session
+from .methods import all_methods
+from .transport import LineReader, LineTooLong, MessageWriter, guard_stdout
+
+log = logging.getLogger(__name__)
+Batch = list[bytes | LineTooLong] | None
+
+
+async def _watch_signals(session: Session, app: App) -> None:
+    """SIGINT/SIGTERM → the same graceful shutdown as ``shutdown``; a second signal forces exit."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if session.shutdown_requested:
+                log.warning("second signal: exiting now", extra={"signal": signum})
+                os._exit(130)
+            log.info("signal received: shutting down", extra={"signal": signum})
+            session.shutdown_requested = True
+            session.cancel_all()
+            with anyio.CancelScope(shield=True):
+                await app.aclose()
+            session.request_exit(0)
+
+
+async def serve_stdio(app: App) -> int:
+    """Serve JSON-RPC on stdin/stdout until exit or EOF; return the exit code."""
+    protocol_fd = guard_stdout()
+    writer = MessageWriter(protocol_fd)
+    writer.start()
+    session = Session(all_methods(), app, writer.send)
+    send_stream, receive_stream = anyio.create_memory_object_stream[Batch](64)
+    token = anyio.lowlevel.current_token()
+
+    def deliver(batch: Batch) -> None:
+        try:
+            anyio.from_thread.run(send_stream.send, batch, token=token)
+        except Exception:  # noqa: BLE001 - the loop has ended (closed, cancelled); remaining input is moot
+            pass  # the session has ended; remaining input is moot
+
+    LineReader(sys.stdin.fileno(), deliver).start()
+    log.info("serving on stdio", extra={"pid": os.getpid()})
+    try:
+        async with anyio.create_task_group() as task_group:
+            if sys.platform != "win32":
+                task_group.start_soon(_watch_signals, session, app)
+            code = await session.serve(receive_stream)
+            task_group.cancel_scope.cancel()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await app.aclose()
+        receive_stream.close()
+        writer.close()
+    log.info("exiting", extra={"exit_code": code})
+    return code
+
+
+def run_stdio_server() -> int:
+    """Entry point for ``asrpro serve``."""
+    return anyio.run(partial(serve_stdio, App()))
