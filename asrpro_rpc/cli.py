@@ -13,15 +13,24 @@ from .log import configure_logging
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="asrpro", description="Local speech-to-text sidecar (JSON-RPC 2.0).")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--log-level",
+        default=argparse.SUPPRESS,
+        help="debug, info, warning or error (default: $ASRPRO_LOG_LEVEL or info)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="asrpro", description="Local speech-to-text sidecar (JSON-RPC 2.0).", parents=[common]
+    )
     parser.add_argument("--version", action="version", version=f"asrpro-rpc {__version__}")
-    parser.add_argument("--log-level", help="debug, info, warning or error (default: $ASRPRO_LOG_LEVEL or info)")
     commands = parser.add_subparsers(dest="command")
-    commands.add_parser("serve", help="serve JSON-RPC on stdin/stdout (the default)")
-    call = commands.add_parser("call", help="spawn the sidecar, send one request, print the result")
+    commands.add_parser("serve", parents=[common], help="serve JSON-RPC on stdin/stdout (the default)")
+    call = commands.add_parser(
+        "call", parents=[common], help="spawn the sidecar, send one request, print the result"
+    )
     call.add_argument("method")
     call.add_argument("params", nargs="?", help="params as a JSON object")
-    schema = commands.add_parser("schema", help="print the OpenRPC document")
+    schema = commands.add_parser("schema", parents=[common], help="print the OpenRPC document")
     mode = schema.add_mutually_exclusive_group()
     mode.add_argument("--write", action="store_true", help="write schema/openrpc.json")
     mode.add_argument("--check", action="store_true", help="exit 1 if schema/openrpc.json is out of date")
@@ -40,14 +49,16 @@ def _call(method: str, params_text: str | None, log_level: str | None) -> int:
     except json.JSONDecodeError as exc:
         sys.stderr.write(f"asrpro call: params are not valid JSON: {exc}\n")
         return 2
-    args = ["--log-level", log_level or "warning"]
-    with SidecarClient(["--log-level", args[1]]) as client:
+    with SidecarClient(["--log-level", log_level or "warning"]) as client:
         try:
             result = client.call(method, params, on_notification=_print_notification)
         except RpcCallError as exc:
             sys.stderr.write(f"error {exc.code}: {exc.message}\n")
             if exc.data:
                 sys.stderr.write(json.dumps(exc.data, indent=2) + "\n")
+            return 1
+        except EOFError as exc:
+            sys.stderr.write(f"asrpro call: {exc}\n")
             return 1
     sys.stdout.write(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     return 0
@@ -74,9 +85,10 @@ def _schema(write: bool, check: bool) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    configure_logging(args.log_level)
+    log_level = getattr(args, "log_level", None)
+    configure_logging(log_level)
     if args.command == "call":
-        return _call(args.method, args.params, args.log_level)
+        return _call(args.method, args.params, log_level)
     if args.command == "schema":
         return _schema(args.write, args.check)
     from .server import run_stdio_server

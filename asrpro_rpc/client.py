@@ -58,7 +58,9 @@ class SidecarClient:
             raise EOFError(f"sidecar closed its output (exit code {self.process.poll()})")
         return msgspec.json.decode(line)
 
-    def call(self, method: str, params: Any = None, on_notification: NotificationHandler | None = None) -> Any:
+    def call(
+        self, method: str, params: Any = None, on_notification: NotificationHandler | None = None
+    ) -> Any:
         """Send a request and return its result; notifications on the way go to ``on_notification``."""
         request_id = next(self._ids)
         message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}

@@ -54,7 +54,9 @@ def error_for(exc: BaseException) -> errors.AsrproError:
     if isinstance(exc, PermissionError):
         return errors.PermissionDenied(f"Permission denied: {exc.filename or exc}")
     log.error("unexpected error", exc_info=exc)
-    return errors.InternalError(f"Internal error ({type(exc).__name__}: {exc}); details are in the sidecar log.")
+    return errors.InternalError(
+        f"Internal error ({type(exc).__name__}: {exc}); details are in the sidecar log."
+    )
 
 
 def _error_response(request_id: RequestId, exc: errors.AsrproError) -> ErrorResponse:
@@ -136,6 +138,12 @@ class Session:
     # --- input ---------------------------------------------------------------------------------
     def handle_line(self, line: bytes | LineTooLong) -> None:
         """Parse one line and start whatever it asks for (never raises)."""
+        try:
+            self._handle_line(line)
+        except Exception as exc:  # a bug here must not take the session down
+            self._reply(_error_response(None, error_for(exc)))
+
+    def _handle_line(self, line: bytes | LineTooLong) -> None:
         if isinstance(line, LineTooLong):
             self._reply(
                 _error_response(
@@ -159,12 +167,12 @@ class Session:
             self._reply(outcome)
         elif outcome is not None:
             assert self._task_group is not None
-            self._task_group.start_soon(self._run_and_reply, *outcome)
+            self._task_group.start_soon(self._run_and_reply, *outcome, self._track(outcome[1]))
 
     def _start_batch(self, line: bytes) -> None:
         try:
             items = batch_decoder.decode(line)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
             self._reply(_error_response(None, errors.ParseError(f"Parse error: {exc}")))
             return
         if not items:
@@ -188,7 +196,7 @@ class Session:
             if isinstance(outcome, ErrorResponse):
                 replies.append(outcome)
             elif outcome is not None:
-                reply = await self._run(*outcome)
+                reply = await self._run(*outcome, self._track(outcome[1]))
                 if reply is not None:
                     replies.append(reply)
 
@@ -204,12 +212,14 @@ class Session:
             envelope = envelope_decoder.decode(raw)
         except msgspec.ValidationError as exc:
             return _error_response(None, errors.InvalidRequest(f"Invalid request: {exc}"))
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
             return _error_response(None, errors.ParseError(f"Parse error: {exc}"))
         request_id = envelope.id
         is_notification = request_id is _NOT_SET
-        id_ok = is_notification or request_id is None or (
-            isinstance(request_id, (int, str)) and not isinstance(request_id, bool)
+        id_ok = (
+            is_notification
+            or request_id is None
+            or (isinstance(request_id, (int, str)) and not isinstance(request_id, bool))
         )
         reply_id = request_id if id_ok and not is_notification else None
         params = bytes(envelope.params)
@@ -255,24 +265,30 @@ class Session:
         if scope is not None:
             scope.cancel()
 
-    async def _run_and_reply(self, method: RpcMethod, request_id: Any, params: bytes) -> None:
+    def _track(self, request_id: Any) -> anyio.CancelScope:
+        """A cancel scope for a request, registered at once so duplicate ids are caught early."""
+        scope = anyio.CancelScope()
+        if request_id is not _NOT_SET and request_id is not None:
+            self._inflight[request_id] = scope
+        return scope
+
+    async def _run_and_reply(
+        self, method: RpcMethod, request_id: Any, params: bytes, scope: anyio.CancelScope
+    ) -> None:
         self._running += 1
         try:
-            reply = await self._run(method, request_id, params)
+            reply = await self._run(method, request_id, params, scope)
             if reply is not None:
                 self._reply(reply)
         finally:
             self._running -= 1
 
     async def _run(
-        self, method: RpcMethod, request_id: Any, params: bytes
+        self, method: RpcMethod, request_id: Any, params: bytes, scope: anyio.CancelScope
     ) -> Response | ErrorResponse | None:
-        """Run one call; return its reply (None for notifications)."""
+        """Run one call in ``scope``; return its reply (None for notifications)."""
         is_notification = request_id is _NOT_SET
         reply_id = None if is_notification else request_id
-        scope = anyio.CancelScope()
-        if reply_id is not None:
-            self._inflight[reply_id] = scope
         try:
             with scope:
                 result = await self._call(method, reply_id, params)

@@ -54,7 +54,8 @@ def build_document(methods: list[RpcMethod]) -> dict[str, Any]:
             entry["result"] = {"name": f"{method.name}.result", "schema": result_schema}
         if method.errors:
             entry["errors"] = [
-                {"code": error_index[kind].code, "message": kind, "data": {"kind": kind}} for kind in method.errors
+                {"code": error_index[kind].code, "message": kind, "data": {"kind": kind}}
+                for kind in method.errors
             ]
         rendered.append(entry)
     notification_schemas = schemas[2 * len(methods) :]

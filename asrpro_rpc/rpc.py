@@ -112,4 +112,6 @@ class RequestContext:
 
     def progress(self, method: str, **fields: Any) -> ProgressReporter:
         """A reporter whose notifications carry ``request_id`` and ``fields``."""
-        return ProgressReporter(lambda payload: self.notify(method, payload), {"request_id": self.id, **fields})
+        return ProgressReporter(
+            lambda payload: self.notify(method, payload), {"request_id": self.id, **fields}
+        )
