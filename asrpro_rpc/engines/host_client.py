@@ -17,7 +17,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import msgspec
 
@@ -107,25 +106,23 @@ class EngineHost:
         if proc.poll() is None:
             try:
                 self._send(hp.Shutdown())
-            except errors.EngineCrashed:
+            except errors.AsrproError:
                 pass
-            for stop in (None, proc.terminate, proc.kill):
-                if stop is not None:
-                    stop()
+            for stop in (proc.terminate, proc.kill):
                 try:
                     proc.wait(timeout_s)
                     break
                 except subprocess.TimeoutExpired:
-                    continue
+                    stop()
         proc.wait()
+        if self._reader_thread is not None:
+            self._reader_thread.join(timeout_s)
         for stream in (proc.stdin, proc.stdout):
             if stream is not None:
                 try:
                     stream.close()
                 except OSError:
                     pass
-        if self._reader_thread is not None and self._reader_thread is not threading.current_thread():
-            self._reader_thread.join(timeout_s)
 
     # --- requests --------------------------------------------------------------------------------
     def load(self, spec: LoadSpec, on_progress: Callable[[float, str], None]) -> LoadInfo:
@@ -161,18 +158,18 @@ class EngineHost:
             self._send(hp.Transcribe(request_id, path, options))
             deadline_s: float | None = None
             while True:
+                if deadline_s is None and cancel.is_set():
+                    deadline_s = time.monotonic() + self.cancel_grace_s
+                    self._send(hp.Cancel(request_id))
+                elif deadline_s is not None and time.monotonic() >= deadline_s:
+                    self._kill(f"a cancelled transcription did not stop within {self.cancel_grace_s:g} s")
+                    raise errors.RequestCancelled(
+                        "The transcription was cancelled; the engine was stopped to end it, "
+                        "so the next request will reload the model."
+                    )
                 try:
                     reply = replies.get(timeout=_POLL_S)
                 except queue.Empty:
-                    if cancel.is_set() and deadline_s is None:
-                        deadline_s = time.monotonic() + self.cancel_grace_s
-                        self._send(hp.Cancel(request_id))
-                    elif deadline_s is not None and time.monotonic() >= deadline_s:
-                        self._kill(f"a cancelled transcription did not stop within {self.cancel_grace_s:g} s")
-                        raise errors.RequestCancelled(
-                            "The transcription was cancelled; the engine was stopped to end it, "
-                            "so the next request will reload the model."
-                        ) from None
                     continue
                 if isinstance(reply, hp.Progress):
                     if reply.stage == "transcribing":

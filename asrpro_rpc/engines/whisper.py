@@ -19,14 +19,18 @@ from asrpro_rpc.engines.base import LoadInfo, LoadProgress, LoadSpec
 from asrpro_rpc.transcripts import Segment, TranscribeOptions, Transcript, Word
 
 if TYPE_CHECKING:
+    from types import ModuleType
+
     import numpy as np
     from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+    from asrpro_rpc.devices import DeviceReport
 
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE_HZ = 16000
 _REQUIRED_FILES = ("model.bin", "config.json", "tokenizer.json")
-_CPU_FALLBACK_COMPUTE_TYPE = "int8"
+_SAFE_CPU_COMPUTE_TYPE = "int8"
 
 
 class WhisperEngine:
@@ -46,25 +50,23 @@ class WhisperEngine:
             from faster_whisper import BatchedInferencePipeline, WhisperModel
         except ImportError as exc:
             raise errors.EngineUnavailable(
-                f"faster-whisper is not installed ({exc}); install it with: pip install 'asrpro-rpc[whisper]'",
+                f"faster-whisper is not installed ({exc}); install it: pip install 'asrpro-rpc[whisper]'",
                 engine="whisper",
             ) from exc
+        from asrpro_rpc.devices import choose_compute_type, choose_device, ct2_compute_types
 
-        from asrpro_rpc.devices import choose_compute_type, choose_device
-
-        device, warnings = choose_device(spec.device, _device_caps(ctranslate2))
-        compute_type, compute_warnings = choose_compute_type(
-            device, spec.compute_type, set(ctranslate2.get_supported_compute_types(device))
-        )
-        warnings = [*warnings, *compute_warnings]
+        report = _ct2_device_report(ctranslate2)
+        device, warnings = choose_device(spec.device, report, supported=("cpu", "cuda"))
+        compute_type, more = choose_compute_type(device, spec.compute_type, ct2_compute_types(device))
+        warnings += more
         progress(0.2, "loading weights")
 
-        def build(compute: str) -> WhisperModel:
+        def build(device: str, compute_type: str) -> WhisperModel:
             return WhisperModel(
                 spec.model_path,
                 device=device,
                 device_index=spec.device_index,
-                compute_type=compute,
+                compute_type=compute_type,
                 cpu_threads=spec.cpu_threads or _default_cpu_threads(spec.max_concurrency),
                 num_workers=max(1, spec.max_concurrency),
                 local_files_only=True,
@@ -72,12 +74,14 @@ class WhisperEngine:
 
         try:
             try:
-                model = build(compute_type)
-            except ValueError as exc:  # CTranslate2 rejects a compute type the device cannot run
-                if "compute type" not in str(exc) or device != "cpu":
+                model = build(device, compute_type)
+            except (RuntimeError, ValueError) as exc:
+                fallback = _fallback(device, compute_type, exc)
+                if fallback is None:
                     raise
-                warnings.append(f"{exc} Using {_CPU_FALLBACK_COMPUTE_TYPE} instead.")
-                model = build(_CPU_FALLBACK_COMPUTE_TYPE)
+                device, compute_type = fallback
+                warnings.append(f"{exc} Using {compute_type} on {device} instead.")
+                model = build(device, compute_type)
         except (RuntimeError, ValueError, OSError) as exc:
             raise errors.ModelLoadFailed(
                 f"Could not load model {spec.model_id!r} from {spec.model_path}: {exc}",
@@ -111,23 +115,23 @@ class WhisperEngine:
             segments_iter, info = self._batched.transcribe(audio, batch_size=options.batch_size, **kwargs)
         else:
             segments_iter, info = self._model.transcribe(audio, **kwargs)
-        duration_s = max(info.duration, 1e-9)
+        duration_s = max(float(info.duration), 1e-9)
         segments: list[Segment] = []
         for raw in segments_iter:
             if is_cancelled():
                 raise errors.RequestCancelled("The transcription was cancelled.")
             segments.append(_segment(raw, len(segments)))
-            on_progress(min(raw.end / duration_s, 1.0))
+            on_progress(min(float(raw.end) / duration_s, 1.0))
         if options.min_confidence is not None:
             segments = [s for s in segments if s.avg_logprob >= options.min_confidence]
         words = [w for s in segments for w in s.words or ()] if options.word_timestamps else None
         return Transcript(
             text="".join(s.text for s in segments).strip(),
             language=info.language,
-            duration=info.duration,
+            duration=float(info.duration),
             segments=segments,
             task=options.task,
-            language_probability=None if options.language else info.language_probability,
+            language_probability=None if options.language else float(info.language_probability),
             words=words,
             model=self._model_id,
         )
@@ -149,7 +153,7 @@ class WhisperEngine:
             return
         if options.task == "translate":
             raise errors.InvalidParams(
-                f"Model {self._model_id!r} is English-only and cannot translate; choose a multilingual model.",
+                f"Model {self._model_id!r} is English-only and can't translate; choose a multilingual model.",
                 model_id=self._model_id,
             )
         if options.language not in (None, "en"):
@@ -173,6 +177,25 @@ def _check_model_dir(spec: LoadSpec) -> None:
             model_id=spec.model_id,
             missing=missing,
         )
+
+
+def _ct2_device_report(ctranslate2: ModuleType) -> DeviceReport:
+    """Just enough of a device report to choose between CPU and CUDA (no nvidia-smi, no torch)."""
+    from asrpro_rpc.devices import DeviceReport
+
+    try:
+        return DeviceReport(cuda_device_count=ctranslate2.get_cuda_device_count())
+    except RuntimeError:
+        return DeviceReport()
+
+
+def _fallback(device: str, compute_type: str, exc: Exception) -> tuple[str, str] | None:
+    """Where to retry after CTranslate2 refused ``device``/``compute_type``, or None to give up."""
+    if device == "cuda" and isinstance(exc, RuntimeError) and "CUDA" in str(exc):
+        return "cpu", _SAFE_CPU_COMPUTE_TYPE
+    if device == "cpu" and compute_type != _SAFE_CPU_COMPUTE_TYPE and "compute type" in str(exc):
+        return "cpu", _SAFE_CPU_COMPUTE_TYPE
+    return None
 
 
 def _default_cpu_threads(max_concurrency: int) -> int:
@@ -204,16 +227,19 @@ def _transcribe_kwargs(options: TranscribeOptions) -> dict[str, Any]:
 def _segment(raw: Any, index: int) -> Segment:
     return Segment(
         id=index,
-        start=raw.start,
-        end=raw.end,
+        start=float(raw.start),
+        end=float(raw.end),
         text=raw.text,
         seek=raw.seek,
         tokens=list(raw.tokens),
-        temperature=raw.temperature or 0.0,
-        avg_logprob=raw.avg_logprob,
-        compression_ratio=raw.compression_ratio,
-        no_speech_prob=raw.no_speech_prob,
-        words=[Word(word=w.word, start=w.start, end=w.end, probability=w.probability) for w in raw.words]
+        temperature=float(raw.temperature or 0.0),
+        avg_logprob=float(raw.avg_logprob),
+        compression_ratio=float(raw.compression_ratio),
+        no_speech_prob=float(raw.no_speech_prob),
+        words=[
+            Word(word=w.word, start=float(w.start), end=float(w.end), probability=float(w.probability))
+            for w in raw.words
+        ]
         if raw.words is not None
         else None,
     )
