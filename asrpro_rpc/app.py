@@ -1,25 +1,66 @@
-"""The services container shared by the RPC methods (and, later, the HTTP shim)."""
+"""The services container shared by the RPC methods (and the HTTP shim)."""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from typing import Any
+
+from .model_store import ModelStore
+from .registry import DEFAULT_MODEL_ID, ModelSpec
+from .services.models import ManagerOptions, ModelManager
+from .services.transcription import TranscriptionService
 
 log = logging.getLogger(__name__)
+Listener = Callable[[str, Any], None]
 
 
-@dataclass
 class App:
-    """Long-lived services of one sidecar process."""
+    """Long-lived services of one sidecar process. Notifications fan out to every listener (stdio, HTTP)."""
 
-    started_at_s: float = field(default_factory=time.time)
-    started_monotonic_s: float = field(default_factory=time.monotonic)
+    def __init__(
+        self,
+        *,
+        store: ModelStore | None = None,
+        options: ManagerOptions | None = None,
+        selected_model: str = DEFAULT_MODEL_ID,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.started_monotonic_s = time.monotonic()
+        self.listeners: list[Listener] = []
+        self.store = store or ModelStore.default()
+        self.models = ModelManager(
+            self.store,
+            options or ManagerOptions(),
+            selected_id=selected_model,
+            notify=self.notify,
+            clock=clock,
+        )
+        self.transcription = TranscriptionService(self.models)
+        self._closed = False
 
     @property
     def uptime_s(self) -> float:
         return time.monotonic() - self.started_monotonic_s
 
+    def notify(self, method: str, params: Any) -> None:
+        """Send a notification to every connected host (thread-safe)."""
+        for listener in list(self.listeners):
+            listener(method, params)
+
+    def select_model(self, model_id: str) -> ModelSpec:
+        """Make ``model_id`` the default model."""
+        return self.models.select(model_id)
+
+    async def run_background(self) -> None:
+        """Background duties (idle unload); runs in the server's task group until cancelled."""
+        await self.models.watch_idle()
+
     async def aclose(self) -> None:
-        """Release everything (end engine processes, flush state); idempotent."""
+        """Release everything (end the engine process); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await self.models.aclose()
         log.info("services closed")

@@ -40,6 +40,7 @@ class JsonLineFormatter(logging.Formatter):
 def configure_logging(level: str | None = None) -> None:
     """Send every logger's output to stderr as JSON lines at ``level``."""
     name = (level or os.environ.get("ASRPRO_LOG_LEVEL") or "info").upper()
+    os.environ["ASRPRO_LOG_LEVEL"] = name.lower()  # engine host processes inherit it
     handler = logging.StreamHandler(sys.__stderr__)
     handler.setFormatter(JsonLineFormatter())
     root = logging.getLogger()

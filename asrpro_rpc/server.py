@@ -41,6 +41,7 @@ async def serve_stdio(app: App) -> int:
     writer = MessageWriter(protocol_fd)
     writer.start()
     session = Session(all_methods(), app, writer.send)
+    app.listeners.append(session.notify)
     send_stream, receive_stream = anyio.create_memory_object_stream[Batch](64)
     token = anyio.lowlevel.current_token()
 
@@ -56,6 +57,7 @@ async def serve_stdio(app: App) -> int:
         async with anyio.create_task_group() as task_group:
             if sys.platform != "win32":
                 task_group.start_soon(_watch_signals, session, app)
+            task_group.start_soon(app.run_background)
             code = await session.serve(receive_stream)
             task_group.cancel_scope.cancel()
     finally:

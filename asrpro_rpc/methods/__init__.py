@@ -7,6 +7,6 @@ from ..rpc import RpcMethod
 
 def all_methods() -> list[RpcMethod]:
     """The explicit method table, in documentation order."""
-    from . import lifecycle
+    from . import lifecycle, models, system, transcribe
 
-    return [*lifecycle.METHODS]
+    return [*lifecycle.METHODS, *models.METHODS, *transcribe.METHODS, *system.METHODS]

@@ -1,0 +1,27 @@
+"""``transcribe.file``: a file on this machine → transcript, with ``transcription.progress``."""
+
+from __future__ import annotations
+
+from ..rpc import RequestContext, rpc_method
+from ..services.transcription import TranscribeFileParams, TranscriptionResult
+
+
+@rpc_method(
+    "transcribe.file",
+    summary="Transcribe (or translate) an audio or video file; reports transcription.progress.",
+    errors=(
+        "file_not_found",
+        "audio_unreadable",
+        "model_not_found",
+        "model_not_downloaded",
+        "model_load_failed",
+        "engine_crashed",
+        "cancelled",
+    ),
+)
+async def transcribe_file(ctx: RequestContext, params: TranscribeFileParams) -> TranscriptionResult:
+    progress = ctx.progress("transcription.progress", file_id=params.file_id or params.path)
+    return await ctx.app.transcription.transcribe_file(params, progress)
+
+
+METHODS = [transcribe_file]

@@ -1,0 +1,1 @@
+"""Services: the sidecar's capabilities, independent of JSON-RPC and HTTP."""

@@ -1,0 +1,119 @@
+"""File transcription: validate the path, run it on the resident model, post-process, shape the result."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from .. import errors
+from ..formats import render
+from ..postprocess import postprocess
+from ..transcripts import Granularity, ResponseFormat, Segment, Task, TranscribeOptions, Transcript, Word
+from .models import ModelManager
+
+Stage = Literal["loading_model", "decoding", "transcribing", "done"]
+
+
+class TranscribeFileParams(TranscribeOptions, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """``transcribe.file``: a path on this machine plus the shared transcription options."""
+
+    path: str
+    model: str | None = None
+    """Model id; omitted or ``whisper-1`` means the selected model."""
+    response_format: ResponseFormat = "verbose_json"
+    timestamp_granularities: list[Granularity] = msgspec.field(default_factory=lambda: ["segment"])
+    """Add ``"word"`` for word timestamps (same as ``word_timestamps: true``)."""
+    file_id: str | None = None
+    """Echoed in ``transcription.progress`` so a host can tell files apart (default: the path)."""
+
+    def options(self) -> TranscribeOptions:
+        fields = {f: getattr(self, f) for f in TranscribeOptions.__struct_fields__}
+        fields["word_timestamps"] = self.word_timestamps or "word" in self.timestamp_granularities
+        return TranscribeOptions(**fields)
+
+
+class TranscriptionResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The answer to ``transcribe.file``.
+
+    ``json`` gives ``text`` and the metadata; ``verbose_json`` adds ``segments`` (and ``words`` when word
+    timestamps were asked); ``text``, ``srt`` and ``vtt`` put the rendered document in ``content``.
+    """
+
+    text: str
+    language: str
+    duration: float
+    model: str
+    task: Task
+    format: ResponseFormat
+    language_probability: float | None = None
+    segments: list[Segment] | None = None
+    words: list[Word] | None = None
+    content: str | None = None
+
+
+def check_audio_path(path: str) -> Path:
+    """Fail early (before any model loads) on paths that can't be audio."""
+    file = Path(os.path.expanduser(path))
+    if not file.exists():
+        raise errors.FileNotFound(
+            f"File not found: {file}. Check the path (it is read on this machine).", path=path
+        )
+    if file.is_dir():
+        raise errors.AudioUnreadable(
+            f"{file} is a directory, not an audio file.", path=path, reason="is_directory"
+        )
+    if not os.access(file, os.R_OK):
+        raise errors.PermissionDenied(f"Cannot read {file}: permission denied.", path=path)
+    if file.stat().st_size == 0:
+        raise errors.AudioUnreadable(f"{file} is empty (0 bytes).", path=path, reason="empty_file")
+    return file
+
+
+def shape_result(
+    transcript: Transcript, response_format: ResponseFormat, word_timestamps: bool, model_id: str
+) -> TranscriptionResult:
+    content = render(transcript, response_format) if response_format in ("text", "srt", "vtt") else None
+    verbose = response_format == "verbose_json"
+    words = transcript.words
+    if words is None and word_timestamps:
+        words = [word for segment in transcript.segments for word in segment.words or ()]
+    return TranscriptionResult(
+        text=transcript.text,
+        language=transcript.language,
+        language_probability=transcript.language_probability,
+        duration=transcript.duration,
+        model=model_id,
+        task=transcript.task,
+        format=response_format,
+        segments=transcript.segments if verbose else None,
+        words=words if verbose and word_timestamps else None,
+        content=content if isinstance(content, str) else None,
+    )
+
+
+class TranscriptionService:
+    """Transcribes files on the model manager's resident model."""
+
+    def __init__(self, models: ModelManager) -> None:
+        self.models = models
+
+    async def transcribe_file(self, params: TranscribeFileParams, progress: Any) -> TranscriptionResult:
+        """``progress(fraction, stage=...)`` receives stage changes and per-segment progress."""
+        file = check_audio_path(params.path)
+        options = params.options()
+        spec = self.models.resolve(params.model)
+        if not self.models.status().model_id == spec.id:
+            progress(0.0, stage="loading_model")
+        transcript = await self.models.transcribe(
+            spec.id,
+            str(file),
+            options,
+            on_progress=lambda fraction: progress(fraction * 0.999, stage="transcribing"),
+        )
+        transcript = postprocess(transcript, options)
+        transcript = msgspec.structs.replace(transcript, model=spec.id)
+        progress(1.0, stage="done")
+        return shape_result(transcript, params.response_format, options.word_timestamps, spec.id)
