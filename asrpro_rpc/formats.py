@@ -17,6 +17,7 @@ characters; cues never overlap and always last at least 1 ms.
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any, NamedTuple
 
 from asrpro_rpc.postprocess import clean_text
@@ -144,27 +145,25 @@ def _word_tokens(segment: Segment) -> list[_Token]:
     add_spaces = not any(w.word[:1].isspace() for w in words) and " " in segment.text.strip()
     tokens = []
     for word in words:
-        text = word.word.strip()
-        if text:
-            space = " " if add_spaces or word.word[:1].isspace() else ""
-            tokens += _fit_token(_Token(space, text, word.start, word.end))
+        pieces = _text_tokens(word.word, word.start, word.end)
+        if pieces and add_spaces:
+            pieces[0] = pieces[0]._replace(space=" ")
+        tokens += pieces
     return tokens
 
 
-def _text_tokens(text: str) -> list[_Token]:
+def _text_tokens(text: str, start_s: float = 0.0, end_s: float = 0.0) -> list[_Token]:
     tokens = []
     for match in _TOKEN.finditer(text):
-        tokens += _fit_token(_Token(" " if match.group(1) else "", match.group(2)))
+        tokens += _fit_token(_Token(" " if match.group(1) else "", match.group(2), start_s, end_s))
     return tokens
 
 
 def _fit_token(token: _Token) -> list[_Token]:
-    """Break a token longer than a line (unspaced CJK text, a URL) into line-sized pieces."""
-    text = token.text
-    if len(text) <= MAX_LINE_CHARS:
+    """Split a token longer than a line (unspaced CJK text, a URL) into characters lines can break at."""
+    if len(token.text) <= MAX_LINE_CHARS:
         return [token]
-    pieces = [text[i : i + MAX_LINE_CHARS] for i in range(0, len(text), MAX_LINE_CHARS)]
-    return [token._replace(space=token.space if i == 0 else "", text=p) for i, p in enumerate(pieces)]
+    return [token._replace(space=token.space if i == 0 else "", text=c) for i, c in enumerate(token.text)]
 
 
 def _width(tokens: list[_Token]) -> int:
@@ -182,11 +181,17 @@ def _wrap(tokens: list[_Token]) -> list[list[_Token]]:
 
 
 def _lines(tokens: list[_Token]) -> list[str]:
-    """A cue's text lines; two lines are balanced (the break that makes the longer line shortest)."""
+    """A cue's text lines; two lines are balanced: the break that makes the longer line shortest,
+    avoiding a line that starts with punctuation glued to the previous character (CJK ``。``)."""
     lines = _wrap(tokens)
     if len(lines) == 2:
-        longer = {i: max(_width(tokens[:i]), _width(tokens[i:])) for i in range(1, len(tokens))}
-        best = min(longer, key=longer.__getitem__)
+
+        def badness(i: int) -> tuple[bool, bool, int]:
+            longer = max(_width(tokens[:i]), _width(tokens[i:]))
+            glued = not tokens[i].space and unicodedata.category(tokens[i].text[0]) in ("Pe", "Pf", "Po")
+            return longer > MAX_LINE_CHARS, glued, longer
+
+        best = min(range(1, len(tokens)), key=badness)
         lines = [tokens[:best], tokens[best:]]
     return [clean_text("".join(t.space + t.text for t in line)) for line in lines]
 
