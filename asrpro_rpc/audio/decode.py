@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 from asrpro_rpc.errors import AudioUnreadable, FileNotFound
 
 if TYPE_CHECKING:
+    import av
     import av.container
-    import av.stream
     import numpy as np
     import numpy.typing as npt
 
@@ -115,7 +115,7 @@ def _unreadable(file: Path, reason: str, why: str) -> AudioUnreadable:
     return AudioUnreadable(f"Cannot read audio from {file}: {why}.", path=str(file), reason=reason)
 
 
-def _duration_s(container: av.container.InputContainer, stream: av.stream.Stream) -> float | None:
+def _duration_s(container: av.container.InputContainer, stream: av.AudioStream) -> float | None:
     import av
 
     if stream.duration is not None and stream.time_base is not None:
@@ -126,7 +126,7 @@ def _duration_s(container: av.container.InputContainer, stream: av.stream.Stream
 
 
 def _decode_stream(
-    file: Path, container: av.container.InputContainer, stream: av.stream.Stream, sample_rate_hz: int
+    file: Path, container: av.container.InputContainer, stream: av.AudioStream, sample_rate_hz: int
 ) -> npt.NDArray[np.float32]:
     import av
 
