@@ -52,8 +52,6 @@ class EngineHostServer:
                 self._spawn(self._transcribe, message)
             else:
                 self._spawn(self._load, message)
-        for event in list(self._cancels.values()):
-            event.set()
 
     def _spawn(self, target: Any, message: Any) -> None:
         name = f"{type(message).__name__.lower()}-{message.request_id}"

@@ -55,8 +55,10 @@ class WhisperEngine:
             ) from exc
         from asrpro_rpc.devices import choose_compute_type, choose_device, ct2_compute_types
 
-        report = _ct2_device_report(ctranslate2)
-        device, warnings = choose_device(spec.device, report, supported=("cpu", "cuda"))
+        chosen, warnings = choose_device(
+            spec.device, _ct2_device_report(ctranslate2), supported=("cpu", "cuda")
+        )
+        device: str = chosen
         compute_type, more = choose_compute_type(device, spec.compute_type, ct2_compute_types(device))
         warnings += more
         progress(0.2, "loading weights")
