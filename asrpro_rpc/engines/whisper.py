@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE_HZ = 16000
 _REQUIRED_FILES = ("model.bin", "config.json", "tokenizer.json")
 _SAFE_CPU_COMPUTE_TYPE = "int8"
 
