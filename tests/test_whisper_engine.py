@@ -128,17 +128,18 @@ def test_batching_needs_the_vad(tiny_engine: WhisperEngine, speech_wav: Path) ->
         _transcribe(tiny_engine, speech_wav, TranscribeOptions(batch_size=4, vad_filter=False))
 
 
-def test_min_confidence_drops_segments(tiny_engine: WhisperEngine, speech_wav: Path) -> None:
-    strict = TranscribeOptions(
-        temperature=0.0,
-        beam_size=1,
-        language="en",
-        max_new_tokens=16,
-        condition_on_previous_text=False,
-        min_confidence=0.0,
+def test_long_audio_is_windowed_with_absolute_timestamps(
+    tiny_engine: WhisperEngine, long_audio_factory: Callable[[float], Path]
+) -> None:
+    fast = TranscribeOptions(
+        temperature=0.0, beam_size=1, language="en", max_new_tokens=16, condition_on_previous_text=False
     )
-    transcript, _ = _transcribe(tiny_engine, speech_wav, strict)
-    assert transcript.segments == [] and transcript.text == ""
+    transcript, _ = _transcribe(tiny_engine, long_audio_factory(6.5), fast)
+    assert transcript.duration == pytest.approx(390, abs=1)
+    starts = [s.start for s in transcript.segments]
+    assert starts == sorted(starts)
+    assert [s.id for s in transcript.segments] == list(range(len(transcript.segments)))
+    assert transcript.segments[-1].end > 300  # the second window's times are shifted, not restarted
 
 
 def test_unknown_language_is_invalid(tiny_engine: WhisperEngine, speech_wav: Path) -> None:

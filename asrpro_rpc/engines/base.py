@@ -30,7 +30,7 @@ class LoadSpec(msgspec.Struct, frozen=True, kw_only=True):
     device_index: int = 0
     compute_type: str | None = None
     cpu_threads: int = 0
-    """CPU threads per transcription; 0 picks a sensible number for this machine."""
+    """CPU threads per transcription; 0 uses every core this process may run on."""
     max_concurrency: int = 1
     """Transcriptions the loaded model may run at once (faster-whisper ``num_workers``)."""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 _REQUIRED_FILES = ("model.bin", "config.json", "tokenizer.json")
 _SAFE_CPU_COMPUTE_TYPE = "int8"
+_SAMPLE_RATE_HZ = 16000
 
 
 class WhisperEngine:
@@ -68,7 +69,7 @@ class WhisperEngine:
                 device=device,
                 device_index=spec.device_index,
                 compute_type=compute_type,
-                cpu_threads=spec.cpu_threads or _default_cpu_threads(spec.max_concurrency),
+                cpu_threads=spec.cpu_threads or _default_cpu_threads(),
                 num_workers=max(1, spec.max_concurrency),
                 local_files_only=True,
             )
@@ -111,31 +112,41 @@ class WhisperEngine:
         if self._model is None or self._batched is None:
             raise errors.InternalError("No model is loaded in this engine.")
         self._check_options(options)
-        kwargs = _transcribe_kwargs(options)
-        if options.batch_size is not None and options.batch_size > 1:
-            segments_iter, info = self._batched.transcribe(audio, batch_size=options.batch_size, **kwargs)
-        else:
-            segments_iter, info = self._model.transcribe(audio, **kwargs)
-        duration_s = max(float(info.duration), 1e-9)
+        from asrpro_rpc.engines.windows import window_bounds
+
+        total_s = max(len(audio) / _SAMPLE_RATE_HZ, 1e-9)
         segments: list[Segment] = []
-        for raw in segments_iter:
-            if is_cancelled():
-                raise errors.RequestCancelled("The transcription was cancelled.")
-            segments.append(_segment(raw, len(segments)))
-            on_progress(min(float(raw.end) / duration_s, 1.0))
-        if options.min_confidence is not None:
-            segments = [s for s in segments if s.avg_logprob >= options.min_confidence]
+        language, language_probability = options.language, None
+        for start, end in window_bounds(audio, _SAMPLE_RATE_HZ):
+            offset_s = start / _SAMPLE_RATE_HZ
+            window_options = msgspec.structs.replace(options, language=language)
+            segments_iter, info = self._run(audio[start:end], window_options)
+            if language is None:
+                language, language_probability = info.language, float(info.language_probability)
+            for raw in segments_iter:
+                if is_cancelled():
+                    raise errors.RequestCancelled("The transcription was cancelled.")
+                segments.append(_segment(raw, len(segments), offset_s))
+                on_progress(min((offset_s + float(raw.end)) / total_s, 1.0))
         words = [w for s in segments for w in s.words or ()] if options.word_timestamps else None
         return Transcript(
             text="".join(s.text for s in segments).strip(),
-            language=info.language,
-            duration=float(info.duration),
+            language=language or "en",
+            duration=len(audio) / _SAMPLE_RATE_HZ,
             segments=segments,
             task=options.task,
-            language_probability=None if options.language else float(info.language_probability),
+            language_probability=language_probability,
             words=words,
             model=self._model_id,
         )
+
+    def _run(self, audio: np.ndarray, options: TranscribeOptions) -> tuple[Iterable[Any], Any]:
+        """faster-whisper on one window: the lazy segment iterator and its info."""
+        assert self._model is not None and self._batched is not None
+        kwargs = _transcribe_kwargs(options)
+        if options.batch_size is not None and options.batch_size > 1:
+            return self._batched.transcribe(audio, batch_size=options.batch_size, **kwargs)
+        return self._model.transcribe(audio, **kwargs)
 
     def unload(self) -> None:
         self._batched = None
@@ -199,10 +210,9 @@ def _fallback(device: str, compute_type: str, exc: Exception) -> tuple[str, str]
     return None
 
 
-def _default_cpu_threads(max_concurrency: int) -> int:
-    """The cores this process may use, shared between concurrent transcriptions."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // max(1, max_concurrency))
+def _default_cpu_threads() -> int:
+    """Every core this process may use: a lone transcription (the common case) runs at full speed."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _transcribe_kwargs(options: TranscribeOptions) -> dict[str, Any]:
@@ -225,20 +235,26 @@ def _transcribe_kwargs(options: TranscribeOptions) -> dict[str, Any]:
     return kwargs
 
 
-def _segment(raw: Any, index: int) -> Segment:
+def _segment(raw: Any, index: int, offset_s: float) -> Segment:
+    """Our Segment from faster-whisper's, shifted by the window's start ``offset_s``."""
     return Segment(
         id=index,
-        start=float(raw.start),
-        end=float(raw.end),
+        start=offset_s + float(raw.start),
+        end=offset_s + float(raw.end),
         text=raw.text,
-        seek=raw.seek,
+        seek=raw.seek + int(offset_s * 100),
         tokens=list(raw.tokens),
         temperature=float(raw.temperature or 0.0),
         avg_logprob=float(raw.avg_logprob),
         compression_ratio=float(raw.compression_ratio),
         no_speech_prob=float(raw.no_speech_prob),
         words=[
-            Word(word=w.word, start=float(w.start), end=float(w.end), probability=float(w.probability))
+            Word(
+                word=w.word,
+                start=offset_s + float(w.start),
+                end=offset_s + float(w.end),
+                probability=float(w.probability),
+            )
             for w in raw.words
         ]
         if raw.words is not None
