@@ -37,3 +37,8 @@ NOTIFICATIONS: list[tuple[str, type[msgspec.Struct], str]] = [
     ("transcription.progress", TranscriptionProgress, "Progress of a transcription request."),
     ("notification", NotificationMessage, "Something the user may want to know (fallbacks, auto-unload)."),
 ]
+
+
+class ConfigChanged(msgspec.Struct, frozen=True):
+    keys: list[str]
+    """Dotted paths of the changed settings (``model.auto_unload_timeout_s``); config.get has the values."""
