@@ -214,6 +214,23 @@ def test_corrupted_file_is_moved_aside_with_a_warning(tmp_path: Path, content: b
     assert ConfigService.open(tmp_path).warnings == []
 
 
+def test_a_syntax_error_is_reported_with_its_line_and_column(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{\n  "ui": {\n    "opacity": 0.5,\n  }\n}\n')
+    [warning] = ConfigService.open(tmp_path).warnings
+    assert "at line 4, column 3" in warning.message
+
+
+def test_an_unusable_config_dir_still_gives_settings_and_a_warning(tmp_path: Path) -> None:
+    (tmp_path / "not-a-dir").write_text("")
+    service = ConfigService.open(tmp_path / "not-a-dir")
+    assert service.settings == Settings()
+    [warning] = service.warnings
+    assert (warning.level, warning.kind) == ("warning", "config_unavailable")
+    with pytest.raises(OSError):
+        service.set({"ui": {"opacity": 0.5}})
+    assert service.settings == Settings()
+
+
 LEGACY = {
     "audio": {"sample_rate": 44100, "channels": 2},
     "model": {"selected_model": "whisper-small", "auto_unload_enabled": False, "auto_unload_minutes": 5},
@@ -493,7 +510,9 @@ def test_set_over_a_corrupted_file_backs_it_up_first(tmp_path: Path) -> None:
     assert service.set({"ui": {"opacity": 0.5}}).ui.opacity == 0.5
     [backup] = tmp_path.glob("config.json.corrupt-*")
     assert backup.read_text() == "{ broken by hand"
-    assert [w.kind for w in recorder.warnings] == ["config_corrupt"]
+    [warning] = recorder.warnings
+    assert warning.kind == "config_corrupt"
+    assert f"moved to {backup}; the settings in force were saved in its place" in warning.message
     assert read_json(service.path)["ui"]["opacity"] == 0.5
 
 

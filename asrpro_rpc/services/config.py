@@ -46,21 +46,6 @@ class _Outcome:
     warnings: list[NotificationMessage] = field(default_factory=list)
 
 
-def _encode(document: Mapping[str, Any]) -> bytes:
-    return msgspec.json.format(msgspec.json.encode(document), indent=2) + b"\n"
-
-
-def _decode(data: bytes) -> dict[str, Any]:
-    """The file's JSON object; ValueError says why it isn't one."""
-    try:
-        document = msgspec.json.decode(data)
-    except msgspec.DecodeError as exc:
-        raise ValueError(str(exc) if data.strip() else "the file is empty") from None
-    if not isinstance(document, dict):
-        raise ValueError(f"expected a JSON object, found {type(document).__name__}")
-    return document
-
-
 def _errors_text(problems: list[SettingError]) -> str:
     return "; ".join(map(str, problems))
 
@@ -90,17 +75,26 @@ class ConfigService:
         cls, config_dir: Path, *, legacy_dirs: Iterable[Path] = (), lock_timeout_s: float = 10.0
     ) -> ConfigService:
         """Load (migrating or recovering as needed) the settings in ``config_dir``, creating the file."""
-        config_dir.mkdir(parents=True, exist_ok=True)
         service = cls(config_dir, lock_timeout_s=lock_timeout_s)
-        with service._mutex, service._file_lock():
-            for temp in store.remove_stale_temp_files(config_dir):
-                log.info("removed a temp file left by an interrupted write", extra={"path": str(temp)})
-            outcome = service._load_initial(list(legacy_dirs))
+        outcome = _Outcome()
+        try:
+            config_dir.mkdir(parents=True, exist_ok=True)
+            with service._mutex, service._file_lock():
+                for temp in store.remove_stale_temp_files(config_dir):
+                    log.info("removed a temp file left by an interrupted write", extra={"path": str(temp)})
+                service._load_initial(list(legacy_dirs), outcome)
+        except (OSError, errors.Busy) as exc:  # keep the sidecar usable: it can run on what was read
+            reason = exc.message if isinstance(exc, errors.Busy) else f"{type(exc).__name__}: {exc}"
+            service._warn(
+                outcome,
+                "config_unavailable",
+                f"The settings in {service.path} could not be loaded or saved ({reason}); "
+                "changes may not be saved until this is fixed.",
+            )
         service.warnings = outcome.warnings
         return service
 
-    def _load_initial(self, legacy_dirs: list[Path]) -> _Outcome:
-        outcome = _Outcome()
+    def _load_initial(self, legacy_dirs: list[Path], outcome: _Outcome) -> None:
         found = store.read(self.path)
         document: dict[str, Any] = {}
         must_write = True
@@ -109,9 +103,9 @@ class ConfigService:
         else:
             data, signature = found
             try:
-                document = _decode(data)
+                document = store.decode(data)
             except ValueError as exc:
-                self._recover_corrupt(str(exc), outcome)
+                self._recover_corrupt(str(exc), outcome, instead="the default settings are in use")
             else:
                 must_write = self._upgrade_in_place(document, outcome)
                 document = self._migrated(document, outcome)
@@ -127,7 +121,6 @@ class ConfigService:
         self._settings, self._document = settings, document
         if must_write:
             self._write(schema.to_document(settings, document), None)
-        return outcome
 
     def _migrated(self, document: dict[str, Any], outcome: _Outcome) -> dict[str, Any]:
         try:
@@ -162,7 +155,7 @@ class ConfigService:
         if legacy is None:
             return {}
         try:
-            document = _decode(legacy.read_bytes())
+            document = store.decode(legacy.read_bytes())
         except (ValueError, OSError) as exc:
             self._warn(
                 outcome,
@@ -189,13 +182,13 @@ class ConfigService:
                     return directory / name
         return None
 
-    def _recover_corrupt(self, reason: str, outcome: _Outcome) -> None:
+    def _recover_corrupt(self, reason: str, outcome: _Outcome, *, instead: str) -> None:
         backup = store.move_aside(self.path, f"corrupt-{store.timestamp()}")
         self._warn(
             outcome,
             "config_corrupt",
-            f"The settings file {self.path} could not be read ({reason}). It was moved to {backup} "
-            "and the default settings are in use.",
+            f"The settings file {self.path} could not be read ({reason}). "
+            f"It was moved to {backup}; {instead}.",
         )
         self._digest = self._signature = None
 
@@ -290,9 +283,9 @@ class ConfigService:
         if found is None or store.digest(found[0]) == self._digest:
             return self._settings, self._document
         try:
-            document = schema.migrate(_decode(found[0]))
+            document = schema.migrate(store.decode(found[0]))
         except ValueError as exc:
-            self._recover_corrupt(str(exc), outcome)
+            self._recover_corrupt(str(exc), outcome, instead="the settings in force were saved in its place")
             return self._settings, self._document
         settings, problems = schema.parse_document(document, base=self._settings)
         if problems:
@@ -304,7 +297,7 @@ class ConfigService:
         return settings, document
 
     def _write(self, document: dict[str, Any], found: tuple[bytes, store.FileSignature] | None) -> None:
-        data = _encode(document)
+        data = store.encode(document)
         signature = (
             found[1] if found is not None and found[0] == data else store.atomic_write(self.path, data)
         )
@@ -340,7 +333,7 @@ class ConfigService:
         if content_digest in (self._digest, self._rejected_digest):
             return outcome
         try:
-            document = schema.migrate(_decode(data))
+            document = schema.migrate(store.decode(data))
             settings, problems = schema.parse_document(document)
             if problems:
                 raise ValueError(_errors_text(problems))

@@ -1,4 +1,4 @@
-"""The settings file on disk: an inter-process lock, atomic writes, change signatures, backups.
+"""The settings file on disk: its JSON encoding, an inter-process lock, atomic writes, signatures, backups.
 
 Writers (this process, another sidecar, the host app) take an exclusive lock on ``<file>.lock`` and
 replace the file atomically: temp file in the same directory, fsync, ``os.replace``, fsync the directory.
@@ -10,12 +10,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+import msgspec
 
 from .. import errors
 
@@ -108,13 +111,25 @@ def atomic_write(path: Path, data: bytes) -> FileSignature:
             temp.flush()
             os.fsync(temp.fileno())
             signature = signature_of(os.fstat(temp.fileno()))
-        os.replace(temp_name, path)
+        _replace(temp_name, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp_name)
         raise
     _fsync_directory(path.parent)
     return signature
+
+
+def _replace(source: str, target: Path, *, attempts: int = 20, retry_s: float = 0.05) -> None:
+    """``os.replace``; on Windows it is retried while another program has the target open."""
+    for attempt in range(attempts):
+        try:
+            os.replace(source, target)
+            return
+        except PermissionError:
+            if sys.platform != "win32" or attempt == attempts - 1:
+                raise
+            time.sleep(retry_s)
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -182,3 +197,30 @@ def back_up(source: Path, target: Path) -> Path:
     target = _free_name(target)
     atomic_write(target, data)
     return target
+
+
+def encode(document: Mapping[str, Any]) -> bytes:
+    """The file's bytes for ``document``: indented for people, a trailing newline."""
+    return msgspec.json.format(msgspec.json.encode(document), indent=2) + b"\n"
+
+
+def decode(data: bytes) -> dict[str, Any]:
+    """The file's JSON object; ValueError says why it isn't one."""
+    try:
+        document = msgspec.json.decode(data)
+    except msgspec.DecodeError as exc:
+        raise ValueError(_located(str(exc), data) if data.strip() else "the file is empty") from None
+    if not isinstance(document, dict):
+        raise ValueError(f"expected a JSON object, found {type(document).__name__}")
+    return document
+
+
+def _located(message: str, data: bytes) -> str:
+    """msgspec's ``… (byte 120)`` as ``… at line 7, column 3``, for people editing the file by hand."""
+    match = re.search(r"\s*\(byte (\d+)\)$", message)
+    if match is None:
+        return message
+    offset = int(match[1])
+    line = data.count(b"\n", 0, offset) + 1
+    column = offset - (data.rfind(b"\n", 0, offset) + 1) + 1
+    return f"{message[: match.start()]} at line {line}, column {column}"
