@@ -318,7 +318,7 @@ def _v0_to_v1(document: dict[str, Any]) -> dict[str, Any]:
             continue
         renamed: dict[str, Any] = {}
         for key, value in section.items():
-            new_key = _V0_RENAMES.get((category, key), key)
+            new_key = _V0_RENAMES.get((category, str(key)), str(key))
             if new_key != key and new_key in section:
                 continue  # both spellings present: the new one wins
             convert = _V0_CONVERSIONS.get((category, key))
