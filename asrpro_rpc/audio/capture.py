@@ -1,0 +1,254 @@
+"""Live microphone capture: a PortAudio callback stream, a delivery thread and a watchdog.
+
+The audio callback only copies each block into an unbounded queue; a delivery thread mixes to mono,
+resamples when the device can't run at the wanted rate, and hands float32 chunks to ``on_audio``. When a
+sound server drops a stream, callbacks just stop (no status flag, no exception), so the delivery thread
+also watches the time of the last callback and reports a :class:`DeviceUnavailable` through ``on_error``
+after everything already captured has been delivered.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..errors import AsrproError, DeviceUnavailable
+from . import devices
+from .permissions import permission_error
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    Samples = npt.NDArray[np.float32]
+
+log = logging.getLogger(__name__)
+
+_POLL_S = 0.1
+
+
+class _Resampler:
+    """Streaming float32 mono resampling through PyAV's libswresample."""
+
+    def __init__(self, from_rate_hz: int, to_rate_hz: int) -> None:
+        import av
+
+        self._from_rate_hz = from_rate_hz
+        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=to_rate_hz)
+
+    def __call__(self, samples: Samples | None) -> Samples:
+        import av
+        import numpy as np
+
+        frame = None
+        if samples is not None:
+            frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="flt", layout="mono")
+            frame.sample_rate = self._from_rate_hz
+        out = [f.to_ndarray().reshape(-1) for f in self._resampler.resample(frame)]
+        return np.concatenate(out).astype(np.float32, copy=False) if out else np.zeros(0, np.float32)
+
+
+class InputCapture:
+    """Capture mono float32 audio at ``sample_rate_hz`` from ``device`` (id, name or None: the default).
+
+    ``on_audio`` and ``on_error`` run on the delivery thread, never on the audio thread. After a failure
+    (device lost, callbacks stalled for ``stall_timeout_s``) ``on_error`` runs once, after every captured
+    chunk has been delivered, and the stream is closed; ``stop()`` is still safe to call.
+    """
+
+    def __init__(
+        self,
+        device: str | None,
+        sample_rate_hz: int,
+        on_audio: Callable[[Samples], None],
+        *,
+        on_error: Callable[[AsrproError], None] | None = None,
+        stall_timeout_s: float = 2.0,
+        first_callback_timeout_s: float = 5.0,
+        block_duration_s: float = 0.02,
+        device_sample_rate_hz: int | None = None,
+    ) -> None:
+        self.device_selector = device
+        self.sample_rate_hz = sample_rate_hz
+        self.on_audio = on_audio
+        self.on_error = on_error
+        self.stall_timeout_s = stall_timeout_s
+        self.first_callback_timeout_s = first_callback_timeout_s
+        self.block_duration_s = block_duration_s
+        self.device_sample_rate_hz = device_sample_rate_hz
+        """The rate the device runs at (None: ``sample_rate_hz`` when accepted, else its default)."""
+        self.device: devices.AudioDevice | None = None
+        self.overflow_count = 0
+        """Blocks the device reported as overflowed (audio lost before it reached us)."""
+        self.frames_delivered = 0
+        self.failure: AsrproError | None = None
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._stream: Any = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._finished = threading.Event()
+        self._callbacks = 0
+        self._last_callback_s = 0.0
+        self._channels = 1
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Open the device and start capturing.
+
+        Raises:
+            DeviceUnavailable: unknown device, or it refused the settings.
+            PermissionDenied: the operating system refused access to the microphone.
+        """
+        target = devices.resolve_device(self.device_selector)
+        self.device = target.device
+        self._stream = self._open(target)
+        self._last_callback_s = time.monotonic()
+        self._thread = threading.Thread(target=self._deliver, name="asrpro-capture", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop capturing, deliver what is left, close the stream and join the thread (idempotent)."""
+        self._stopping.set()
+        self._close_stream()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    @property
+    def active(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # --- the audio thread ------------------------------------------------------------------------
+    def _callback(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:
+        self._queue.put((indata.copy(), bool(status.input_overflow)))
+        self._callbacks += 1
+        self._last_callback_s = time.monotonic()
+
+    def _on_finished(self) -> None:
+        self._finished.set()
+
+    # --- opening ---------------------------------------------------------------------------------
+    def _device_rate(self, sd: Any, index: int) -> int:
+        if self.device_sample_rate_hz is not None:
+            return self.device_sample_rate_hz
+        try:
+            sd.check_input_settings(device=index, samplerate=self.sample_rate_hz, channels=1)
+        except Exception:  # the device can't run at this rate: use its own and resample
+            assert self.device is not None
+            return int(self.device.default_sample_rate_hz)
+        return self.sample_rate_hz
+
+    def _open(self, target: devices.OpenTarget) -> Any:
+        import sounddevice as sd
+
+        rate = self._device_rate(sd, target.portaudio_index)
+        self.device_sample_rate_hz = rate
+        max_channels = target.device.max_input_channels
+        channel_options = [1] + ([min(2, max_channels)] if max_channels > 1 else [])
+        last_error: Exception | None = None
+        with devices.PORTAUDIO_LOCK:
+            for channels in channel_options:
+                saved = os.environ.get("PULSE_SOURCE")
+                if target.pulse_source is not None:
+                    os.environ["PULSE_SOURCE"] = target.pulse_source  # read by libpulse when the PCM opens
+                try:
+                    stream = sd.InputStream(
+                        device=target.portaudio_index,
+                        samplerate=rate,
+                        channels=channels,
+                        dtype="float32",
+                        blocksize=max(1, int(rate * self.block_duration_s)),
+                        callback=self._callback,
+                        finished_callback=self._on_finished,
+                    )
+                    stream.start()
+                except Exception as exc:  # sd.PortAudioError / ValueError: try the next channel count
+                    last_error = exc
+                    continue
+                finally:
+                    if target.pulse_source is not None:
+                        if saved is None:
+                            os.environ.pop("PULSE_SOURCE", None)
+                        else:
+                            os.environ["PULSE_SOURCE"] = saved
+                self._channels = channels
+                devices.stream_opened()
+                log.info("capturing from %s at %d Hz, %d channel(s)", target.device.id, rate, channels)
+                return stream
+        assert last_error is not None
+        raise permission_error(last_error, target.device.id) or DeviceUnavailable(
+            f"Cannot open {target.device.id} at {rate} Hz: {last_error}",
+            device=target.device.id,
+            sample_rate_hz=rate,
+        ) from last_error
+
+    def _close_stream(self) -> None:
+        with devices.PORTAUDIO_LOCK:
+            stream, self._stream = self._stream, None
+            if stream is None:
+                return
+            try:
+                stream.abort(ignore_errors=True)
+                stream.close(ignore_errors=True)
+            finally:
+                devices.stream_closed()
+
+    # --- the delivery thread ---------------------------------------------------------------------
+    def _stalled(self) -> bool:
+        limit_s = self.stall_timeout_s if self._callbacks else self.first_callback_timeout_s
+        return time.monotonic() - self._last_callback_s > limit_s
+
+    def _deliver(self) -> None:
+        resample = None
+        if self.device_sample_rate_hz != self.sample_rate_hz:
+            assert self.device_sample_rate_hz is not None
+            resample = _Resampler(self.device_sample_rate_hz, self.sample_rate_hz)
+        failure: AsrproError | None = None
+        while True:
+            try:
+                block, overflowed = self._queue.get(timeout=_POLL_S)
+            except queue.Empty:
+                if self._stopping.is_set():
+                    break
+                if self._finished.is_set() or self._stalled():
+                    failure = self._lost()
+                    break
+                continue
+            self._hand_over(block, overflowed, resample)
+        while not self._queue.empty():  # blocks that arrived while the stream closed
+            self._hand_over(*self._queue.get(), resample)
+        if resample is not None:
+            self._emit(resample(None))
+        if failure is not None:
+            self._close_stream()
+            self.failure = failure
+            if self.on_error is not None:
+                self.on_error(failure)
+
+    def _lost(self) -> DeviceUnavailable:
+        device_id = self.device.id if self.device else str(self.device_selector)
+        why = "the stream ended" if self._finished.is_set() else "audio stopped arriving"
+        log.warning("capture from %s failed: %s", device_id, why)
+        return DeviceUnavailable(
+            f"The input device {device_id} stopped delivering audio ({why}); it may have been unplugged.",
+            device=device_id,
+            reason="device_lost",
+        )
+
+    def _hand_over(self, block: Any, overflowed: bool, resample: _Resampler | None) -> None:
+        self.overflow_count += overflowed
+        samples = block[:, 0] if self._channels == 1 else block.mean(axis=1, dtype="float32")
+        self._emit(resample(samples) if resample is not None else samples)
+
+    def _emit(self, samples: Samples) -> None:
+        if not len(samples):
+            return
+        self.frames_delivered += len(samples)
+        try:
+            self.on_audio(samples)
+        except Exception:  # a consumer bug must not stop the capture (and lose the rest)
+            log.exception("on_audio failed")
