@@ -7,9 +7,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import anyio
+
 from .model_store import ModelStore
 from .registry import DEFAULT_MODEL_ID, ModelSpec
 from .services.models import ManagerOptions, ModelManager
+from .services.streaming import StreamingService
 from .services.transcription import TranscriptionService
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,7 @@ class App:
             clock=clock,
         )
         self.transcription = TranscriptionService(self.models)
+        self.streaming = StreamingService(self.models, self.notify)
         self._closed = False
 
     @property
@@ -54,13 +58,16 @@ class App:
         return self.models.select(model_id)
 
     async def run_background(self) -> None:
-        """Background duties (idle unload); runs in the server's task group until cancelled."""
-        await self.models.watch_idle()
+        """Background duties (idle unload, stream workers); run in the server's task group."""
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(self.models.watch_idle)
+            task_group.start_soon(self.streaming.run)
 
     async def aclose(self) -> None:
         """Release everything (end the engine process); idempotent."""
         if self._closed:
             return
         self._closed = True
+        await self.streaming.aclose()
         await self.models.aclose()
         log.info("services closed")

@@ -7,6 +7,7 @@ from typing import Literal
 import msgspec
 
 from .protocol import RequestId
+from .transcripts import Segment
 
 
 class ModelProgress(msgspec.Struct, frozen=True):
@@ -42,3 +43,31 @@ NOTIFICATIONS: list[tuple[str, type[msgspec.Struct], str]] = [
 class ConfigChanged(msgspec.Struct, frozen=True):
     keys: list[str]
     """Dotted paths of the changed settings (``model.auto_unload_timeout_s``); config.get has the values."""
+
+
+class StreamPartial(msgspec.Struct, frozen=True, kw_only=True):
+    stream_id: str
+    segment_id: int
+    """The ``stream.final`` segment these words will belong to."""
+    stable: str
+    """Words two consecutive decodes agreed on: within a segment it only grows, never changes."""
+    unstable: str
+    """The latest guess after the stable words; may change with the next decode."""
+    start: float
+    """Seconds from the stream's start where the open utterance begins."""
+    audio_end: float
+    """Seconds from the stream's start up to which audio was decoded."""
+
+
+class StreamFinal(msgspec.Struct, frozen=True, kw_only=True):
+    stream_id: str
+    segment: Segment
+    """Times in seconds from the stream's start; its text starts with the last partial's stable text."""
+    reason: Literal["silence", "max_length", "stop"]
+    """What ended it: a pause, a long utterance trimmed at a sentence end, or ``stream.stop``."""
+
+
+NOTIFICATIONS += [
+    ("stream.partial", StreamPartial, "Live text of a stream's open utterance (stable + unstable)."),
+    ("stream.final", StreamFinal, "A finished utterance of a stream (after a pause, or at stop)."),
+]

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from typing import Literal
 
 import msgspec
 
@@ -153,9 +154,34 @@ class EngineHost:
         A child that does not stop within ``cancel_grace_s`` of a cancel is killed (the host is then
         dead; its other requests raise ``EngineCrashed``).
         """
+        return self._await_transcript(
+            lambda request_id: hp.Transcribe(request_id, path, options), on_progress, cancel
+        )
+
+    def transcribe_audio(
+        self,
+        pcm: bytes,
+        sample_rate_hz: int,
+        encoding: Literal["pcm16", "f32"],
+        options: TranscribeOptions,
+        cancel: threading.Event,
+    ) -> Transcript:
+        """Transcribe mono little-endian samples held in memory (``pcm16`` or ``f32``), as ``transcribe``."""
+        return self._await_transcript(
+            lambda request_id: hp.TranscribeAudio(request_id, pcm, sample_rate_hz, encoding, options),
+            lambda fraction: None,
+            cancel,
+        )
+
+    def _await_transcript(
+        self,
+        make_request: Callable[[int], msgspec.Struct],
+        on_progress: Callable[[float], None],
+        cancel: threading.Event,
+    ) -> Transcript:
         request_id, replies = self._begin()
         try:
-            self._send(hp.Transcribe(request_id, path, options))
+            self._send(make_request(request_id))
             deadline_s: float | None = None
             while True:
                 if deadline_s is None and cancel.is_set():

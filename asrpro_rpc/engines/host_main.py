@@ -24,6 +24,8 @@ log = logging.getLogger("asrpro_rpc.engines.host")
 
 PROGRESS_INTERVAL_S = 0.1
 """Least time between two progress frames of one request (1.0 is always sent)."""
+SAMPLE_RATE_HZ = 16000
+"""The rate engines take; ``TranscribeAudio`` must already be at it."""
 
 
 class EngineHostServer:
@@ -47,7 +49,7 @@ class EngineHostServer:
                 event = self._cancels.get(message.request_id)
                 if event is not None:
                     event.set()
-            elif isinstance(message, hp.Transcribe):
+            elif isinstance(message, hp.Transcribe | hp.TranscribeAudio):
                 self._cancels[message.request_id] = threading.Event()
                 self._spawn(self._transcribe, message)
             else:
@@ -81,7 +83,7 @@ class EngineHostServer:
             self._engine = engine
         self._send(hp.Loaded(message.request_id, info))
 
-    def _transcribe(self, message: hp.Transcribe) -> None:
+    def _transcribe(self, message: hp.Transcribe | hp.TranscribeAudio) -> None:
         request_id = message.request_id
         cancelled = self._cancels[request_id]
         try:
@@ -95,15 +97,20 @@ class EngineHostServer:
         finally:
             self._cancels.pop(request_id, None)
 
-    def _run_transcription(self, message: hp.Transcribe, cancelled: threading.Event) -> Any:
-        from asrpro_rpc.audio.decode import decode_audio
-
+    def _run_transcription(
+        self, message: hp.Transcribe | hp.TranscribeAudio, cancelled: threading.Event
+    ) -> Any:
         engine = self._engine
         if engine is None:
             raise errors.InternalError("The engine host has no model loaded.")
         request_id = message.request_id
-        self._send(hp.Progress(request_id, 0.0, "decoding"))
-        audio = decode_audio(message.path)
+        if isinstance(message, hp.TranscribeAudio):
+            audio = _samples(message)
+        else:
+            from asrpro_rpc.audio.decode import decode_audio
+
+            self._send(hp.Progress(request_id, 0.0, "decoding"))
+            audio = decode_audio(message.path)
         if cancelled.is_set():
             raise errors.RequestCancelled("The transcription was cancelled.")
         last_sent_s = 0.0
@@ -116,6 +123,20 @@ class EngineHostServer:
                 self._send(hp.Progress(request_id, fraction, "transcribing"))
 
         return engine.transcribe(audio, message.options, on_progress, cancelled.is_set)
+
+
+def _samples(message: hp.TranscribeAudio) -> Any:
+    """The message's samples as the 16 kHz float32 array engines take."""
+    import numpy as np
+
+    if message.sample_rate_hz != SAMPLE_RATE_HZ:
+        raise errors.InvalidParams(
+            f"In-memory audio must be {SAMPLE_RATE_HZ} Hz (got {message.sample_rate_hz} Hz).",
+            sample_rate_hz=message.sample_rate_hz,
+        )
+    if message.encoding == "f32":
+        return np.frombuffer(message.pcm, dtype="<f4").astype(np.float32)
+    return np.frombuffer(message.pcm, dtype="<i2").astype(np.float32) / 32768.0
 
 
 def _as_asrpro_error(exc: Exception, fallback: type[errors.AsrproError]) -> errors.AsrproError:

@@ -1,13 +1,14 @@
 """Messages between the sidecar and its engine host process, framed as length-prefixed msgpack.
 
-A frame is a 4-byte big-endian payload length followed by one msgpack-encoded tagged Struct. Audio never
-travels here: ``Transcribe`` carries a file path and the child decodes it.
+A frame is a 4-byte big-endian payload length followed by one msgpack-encoded tagged Struct. Files never
+travel here: ``Transcribe`` carries a path and the child decodes it. In-memory audio (streaming) travels as
+``TranscribeAudio``: raw little-endian samples in one msgpack ``bin`` field, never a list of numbers.
 """
 
 from __future__ import annotations
 
 import struct
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import msgspec
 
@@ -30,6 +31,16 @@ class Transcribe(msgspec.Struct, tag="transcribe", frozen=True):
     options: TranscribeOptions
 
 
+class TranscribeAudio(msgspec.Struct, tag="transcribe_audio", frozen=True):
+    """Transcribe mono audio held in memory: ``pcm16`` (int16) or ``f32`` (float32) little-endian samples."""
+
+    request_id: int
+    pcm: bytes
+    sample_rate_hz: int
+    encoding: Literal["pcm16", "f32"]
+    options: TranscribeOptions
+
+
 class Cancel(msgspec.Struct, tag="cancel", frozen=True):
     request_id: int
 
@@ -38,7 +49,7 @@ class Shutdown(msgspec.Struct, tag="shutdown", frozen=True):
     pass
 
 
-ToChild = Load | Transcribe | Cancel | Shutdown
+ToChild = Load | Transcribe | TranscribeAudio | Cancel | Shutdown
 
 
 # --- child -> parent ----------------------------------------------------------------------------

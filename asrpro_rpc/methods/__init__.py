@@ -7,6 +7,6 @@ from ..rpc import RpcMethod
 
 def all_methods() -> list[RpcMethod]:
     """The explicit method table, in documentation order."""
-    from . import lifecycle, models, system, transcribe
+    from . import lifecycle, models, stream, system, transcribe
 
-    return [*lifecycle.METHODS, *models.METHODS, *transcribe.METHODS, *system.METHODS]
+    return [*lifecycle.METHODS, *models.METHODS, *transcribe.METHODS, *stream.METHODS, *system.METHODS]

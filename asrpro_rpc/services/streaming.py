@@ -1,0 +1,356 @@
+"""Real-time streaming transcription: ``start`` → ``push``… → ``stop`` (or ``cancel``).
+
+Each stream has a worker task (in this service's task group) that holds the resident model through
+``ModelManager.use`` while the stream lives, feeds pushed audio through voice activity detection, re-decodes
+the open utterance every ``interval_s`` of new audio (in the engine host process, audio sent as msgpack
+bytes), emits ``stream.partial`` (local agreement: stable + unstable text) and ``stream.final`` per
+utterance. Pushes only queue audio and return at once. When decoding falls behind, re-decodes are skipped
+(never queued) and a ``notification`` warns once; a push beyond ``max_pending_s`` of backlog is refused
+with ``busy``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+import anyio
+import anyio.abc
+import msgspec
+
+from .. import errors
+from ..notifications import NotificationMessage, StreamFinal, StreamPartial
+from ..streaming.processor import StreamProcessor, StreamTuning, Utterance
+from ..streaming.session import Encoding, LiveStream, StreamSummary, samples_from_bytes
+from ..streaming.vad import SAMPLE_RATE_HZ, GateTuning, SileroVad
+from ..transcripts import Segment, TranscribeOptions, Word
+from .models import ModelManager, run_blocking
+
+log = logging.getLogger(__name__)
+Notify = Callable[[str, Any], None]
+_MICROPHONE_POLL_S = 0.05
+
+
+class StreamStartParams(TranscribeOptions, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """``stream.start``: where audio comes from, the model, and the streaming policy.
+
+    Decoding defaults favour latency (greedy, no temperature fallback); every transcription option works.
+    """
+
+    source: Literal["push", "microphone"] = "push"
+    device: str | None = None
+    """Microphone id or name (``audio.devices``); omitted: the default input."""
+    model: str | None = None
+    encoding: Encoding = "pcm16"
+    """What ``stream.push`` carries: little-endian ``pcm16`` or ``f32`` mono samples."""
+    sample_rate_hz: Literal[16000] = 16000
+    interval_s: Annotated[float, msgspec.Meta(ge=0.1, le=10.0)] = 0.5
+    """Re-decode the open utterance after this much new audio."""
+    silence_s: Annotated[float, msgspec.Meta(ge=0.1, le=10.0)] = 0.6
+    """Silence that ends an utterance (its ``stream.final``)."""
+    max_buffer_s: Annotated[float, msgspec.Meta(ge=3.0, le=25.0)] = 15.0
+    """Longer utterances are finalized at their last stable sentence end, keeping decodes short."""
+    vad_threshold: Annotated[float, msgspec.Meta(gt=0.0, lt=1.0)] = 0.5
+    beam_size: Annotated[int, msgspec.Meta(ge=1, le=20)] = 1
+    temperature: float | list[float] | None = 0.0
+    condition_on_previous_text: bool = False
+
+    def decode_options(self) -> TranscribeOptions:
+        """Per-decode options: word timestamps on (local agreement needs them), our VAD instead of theirs."""
+        fields = {f: getattr(self, f) for f in TranscribeOptions.__struct_fields__}
+        return TranscribeOptions(**{**fields, "word_timestamps": True, "vad_filter": False})
+
+    def tuning(self) -> StreamTuning:
+        gate = GateTuning(threshold=self.vad_threshold, silence_s=self.silence_s)
+        return StreamTuning(interval_s=self.interval_s, max_buffer_s=self.max_buffer_s, gate=gate)
+
+
+class StreamStartResult(msgspec.Struct, frozen=True, kw_only=True):
+    stream_id: str
+    model: str
+    source: Literal["push", "microphone"]
+    encoding: Encoding
+    sample_rate_hz: int
+
+
+class StreamPushParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    stream_id: str
+    audio: bytes
+    """Base64 of mono little-endian samples in the stream's ``encoding``, any length."""
+
+
+class StreamPushResult(msgspec.Struct, frozen=True, kw_only=True):
+    stream_id: str
+    received_s: float
+    """Audio received so far."""
+    pending_s: float
+    """Audio not yet processed: how far behind the stream is."""
+
+
+class StreamIdParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    stream_id: str
+
+
+class StreamCancelResult(msgspec.Struct, frozen=True):
+    stream_id: str
+    cancelled: bool = True
+
+
+class StreamingService:
+    """Live streams over the model manager's resident model; ``run`` must be running (the app's task)."""
+
+    def __init__(
+        self,
+        models: ModelManager,
+        notify: Notify,
+        *,
+        max_streams: int = 4,
+        max_pending_s: float = 30.0,
+        behind_warning_s: float = 2.0,
+    ) -> None:
+        self.models = models
+        self._notify = notify
+        self.max_streams = max_streams
+        self.max_pending_s = max_pending_s
+        self.behind_warning_s = behind_warning_s
+        self._streams: dict[str, LiveStream] = {}
+        self._ids = itertools.count(1)
+        self._task_group: anyio.abc.TaskGroup | None = None
+
+    async def run(self) -> None:
+        """Host the stream workers until cancelled (which cancels every stream)."""
+        async with anyio.create_task_group() as task_group:
+            self._task_group = task_group
+            try:
+                await anyio.sleep_forever()
+            finally:
+                self._task_group = None
+
+    # --- the four verbs ------------------------------------------------------------------------------
+    async def start(self, params: StreamStartParams) -> StreamStartResult:
+        """Load the model (if needed), open the source; the stream is live when this returns."""
+        if self._task_group is None:
+            raise errors.ShuttingDown("Streaming is not running (the sidecar is shutting down).")
+        if len(self._streams) >= self.max_streams:
+            raise errors.Busy(
+                f"{len(self._streams)} streams are already open (the limit is {self.max_streams}); "
+                "stop one first.",
+                limit=self.max_streams,
+            )
+        spec = self.models.resolve(params.model)
+        poll_s = _MICROPHONE_POLL_S if params.source == "microphone" else None
+        stream = LiveStream(
+            f"s{next(self._ids)}", spec.id, params.decode_options(), encoding=params.encoding, poll_s=poll_s
+        )
+        self._streams[stream.id] = stream
+        self._task_group.start_soon(self._worker, stream, params)
+        try:
+            await stream.ready.wait()
+        except BaseException:
+            await self._end(stream)
+            raise
+        if stream.error is not None:
+            self._streams.pop(stream.id, None)
+            raise stream.error
+        return StreamStartResult(
+            stream_id=stream.id,
+            model=spec.id,
+            source=params.source,
+            encoding=params.encoding,
+            sample_rate_hz=SAMPLE_RATE_HZ,
+        )
+
+    def push(self, params: StreamPushParams) -> StreamPushResult:
+        """Queue audio for the stream (never waits)."""
+        stream = self._get(params.stream_id)
+        if stream.poll_s is not None:
+            raise errors.InvalidParams(f"Stream {stream.id} records the microphone; it takes no pushes.")
+        if stream.pending_s > self.max_pending_s:
+            raise errors.Busy(
+                f"Stream {stream.id} is {stream.pending_s:.1f} s behind; push slower (real time at most).",
+                stream_id=stream.id,
+                pending_s=round(stream.pending_s, 3),
+            )
+        try:
+            samples = samples_from_bytes(params.audio, stream.encoding)
+        except ValueError as exc:
+            raise errors.InvalidParams(f"Bad audio for stream {stream.id}: {exc}.") from exc
+        stream.add_audio(samples)
+        stream.wake()
+        processor = stream.processor
+        return StreamPushResult(
+            stream_id=stream.id,
+            received_s=round((processor.received_s if processor else 0.0) + stream.pending_s, 3),
+            pending_s=round(stream.pending_s, 3),
+        )
+
+    async def stop(self, stream_id: str) -> StreamSummary:
+        """Finish decoding what was pushed, emit the last ``stream.final``, and return every segment."""
+        stream = self._get(stream_id)
+        del self._streams[stream_id]
+        stream.stopping = True
+        stream.wake()
+        try:
+            await stream.done.wait()
+        except BaseException:
+            stream.scope.cancel()
+            raise
+        if stream.error is not None:
+            raise stream.error
+        duration_s = stream.processor.received_s if stream.processor else 0.0
+        return StreamSummary(
+            stream_id=stream.id,
+            text=stream.text(),
+            language=stream.language,
+            duration=round(duration_s, 3),
+            segments=stream.segments,
+            model=stream.model_id,
+        )
+
+    async def cancel(self, stream_id: str) -> StreamCancelResult:
+        """Drop the stream now (no final decode) and release the model."""
+        stream = self._get(stream_id)
+        await self._end(stream)
+        return StreamCancelResult(stream_id)
+
+    async def aclose(self) -> None:
+        for stream in list(self._streams.values()):
+            await self._end(stream)
+
+    def _get(self, stream_id: str) -> LiveStream:
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            raise errors.NotFound(
+                f"No open stream {stream_id!r}: it was never started, or it was stopped or cancelled.",
+                stream_id=stream_id,
+            )
+        return stream
+
+    async def _end(self, stream: LiveStream) -> None:
+        self._streams.pop(stream.id, None)
+        stream.scope.cancel()
+        with anyio.CancelScope(shield=True):
+            await stream.done.wait()
+
+    # --- the worker ------------------------------------------------------------------------------------
+    async def _worker(self, stream: LiveStream, params: StreamStartParams) -> None:
+        """Run one stream; every failure ends up in ``stream.error`` (never in the task group)."""
+        capture: Any = None
+        try:
+            with stream.scope:
+                async with self.models.use(stream.model_id) as resident:
+                    stream.processor = await anyio.to_thread.run_sync(
+                        lambda: StreamProcessor(SileroVad(), params.tuning())
+                    )
+                    if params.source == "microphone":
+                        capture = await anyio.to_thread.run_sync(self._open_microphone, stream, params)
+                    stream.ready.set()
+                    await self._loop(stream, resident)
+        except Exception as exc:  # noqa: BLE001 - reported to the stream's caller, or as a notification
+            stream.error = exc if isinstance(exc, errors.AsrproError) else errors.InternalError(str(exc))
+            if not isinstance(exc, errors.AsrproError):
+                log.exception("stream failed", extra={"stream_id": stream.id})
+            if stream.ready.is_set() and not stream.stopping:
+                self._warn(stream, "stream_failed", f"Stream {stream.id} failed: {stream.error}", "error")
+        finally:
+            if capture is not None:
+                await anyio.to_thread.run_sync(capture.stop)
+            self._streams.pop(stream.id, None)
+            stream.ready.set()
+            stream.done.set()
+
+    def _open_microphone(self, stream: LiveStream, params: StreamStartParams) -> Any:
+        from ..audio.capture import InputCapture
+
+        def on_error(error: errors.AsrproError) -> None:
+            stream.error = error
+
+        capture = InputCapture(params.device, SAMPLE_RATE_HZ, stream.add_audio, on_error=on_error)
+        capture.start()
+        return capture
+
+    async def _loop(self, stream: LiveStream, resident: Any) -> None:
+        processor = stream.processor
+        assert processor is not None
+        while True:
+            if stream.error is not None:
+                raise stream.error
+            audio = stream.take_audio()
+            if audio is None:
+                if stream.stopping:
+                    break
+                await stream.wait_for_audio()
+                continue
+            await anyio.to_thread.run_sync(processor.feed, audio)
+            await self._finish(stream, resident, processor.take_ended())
+            if stream.stopping or not processor.partial_due():
+                continue
+            if stream.pending_s >= processor.tuning.interval_s:
+                if stream.pending_s >= self.behind_warning_s:
+                    self._warn(
+                        stream,
+                        "stream_behind",
+                        f"Stream {stream.id}: decoding is {stream.pending_s:.1f} s behind real time; "
+                        "skipping partial re-decodes (finals still come). A smaller model or a longer "
+                        "interval_s keeps up better.",
+                    )
+                continue
+            await self._partial(stream, resident, processor)
+        processor.flush()
+        await self._finish(stream, resident, processor.take_ended())
+
+    async def _partial(self, stream: LiveStream, resident: Any, processor: StreamProcessor) -> None:
+        utterance = processor.current
+        assert utterance is not None
+        audio, offset_s = processor.partial_audio()
+        words = await self._decode(stream, resident, audio, offset_s)
+        partial = processor.apply_partial(utterance, words, offset_s + len(audio) / SAMPLE_RATE_HZ)
+        self._announce(stream, processor.take_trimmed(), "max_length")
+        if partial is None:
+            return
+        self._notify(
+            "stream.partial",
+            StreamPartial(
+                stream_id=stream.id,
+                segment_id=partial.segment_id,
+                stable=partial.stable,
+                unstable=partial.unstable,
+                start=round(partial.start_s, 3),
+                audio_end=round(partial.audio_end_s, 3),
+            ),
+        )
+
+    async def _finish(self, stream: LiveStream, resident: Any, ended: list[Utterance]) -> None:
+        for utterance in ended:
+            assert utterance.audio is not None and stream.processor is not None
+            words = await self._decode(stream, resident, utterance.audio, utterance.start / SAMPLE_RATE_HZ)
+            segment = stream.processor.finalize(utterance, words)
+            self._announce(stream, [segment] if segment else [], utterance.reason)
+
+    def _announce(self, stream: LiveStream, segments: list[Segment], reason: str) -> None:
+        for segment in segments:
+            stream.segments.append(segment)
+            self._notify("stream.final", StreamFinal(stream_id=stream.id, segment=segment, reason=reason))
+
+    async def _decode(self, stream: LiveStream, resident: Any, audio: Any, offset_s: float) -> list[Word]:
+        """Decode ``audio`` in the engine process; words in stream time."""
+        options = msgspec.structs.replace(stream.options, prompt=stream.prompt())
+        pcm = audio.astype("<f4").tobytes()
+        transcript = await run_blocking(
+            lambda cancel: resident.host.transcribe_audio(pcm, SAMPLE_RATE_HZ, "f32", options, cancel)
+        )
+        stream.language = transcript.language
+        return [
+            Word(w.word, round(w.start + offset_s, 3), round(w.end + offset_s, 3), w.probability)
+            for segment in transcript.segments
+            for w in segment.words or ()
+        ]
+
+    def _warn(self, stream: LiveStream, kind: str, message: str, level: str = "warning") -> None:
+        if kind in stream.warned:
+            return
+        stream.warned.add(kind)
+        log.warning(message, extra={"stream_id": stream.id})
+        self._notify("notification", NotificationMessage(level, message, kind))  # type: ignore[arg-type]

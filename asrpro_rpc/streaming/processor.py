@@ -1,0 +1,195 @@
+"""One stream's decoding policy, free of I/O: voice activity splits the audio into utterances; the open
+utterance is re-decoded as it grows and its words pass through local agreement; an utterance that ends in
+silence gets a final decode. Decoding itself is the caller's job (``partial_audio`` / ``apply_partial``,
+``take_ended`` / ``finalize``), so this class is driven the same way by the service and by unit tests.
+
+Memory stays flat: only the open utterance's audio (plus a short pre-roll) is held, and an utterance
+longer than ``max_buffer_s`` is trimmed at its last stable word, whose words are finalized then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
+
+import msgspec
+
+from asrpro_rpc.streaming.agreement import LocalAgreement
+from asrpro_rpc.streaming.buffer import AudioWindow
+from asrpro_rpc.streaming.vad import SAMPLE_RATE_HZ, GateTuning, SpeechGate
+from asrpro_rpc.transcripts import Segment, Word
+
+if TYPE_CHECKING:
+    import numpy as np
+
+SpeechProbabilities = Callable[["np.ndarray"], "np.ndarray"]
+EndReason = Literal["silence", "max_length", "stop"]
+_SENTENCE_END = (".", "?", "!", "。", "？", "！")
+
+
+class StreamTuning(msgspec.Struct, frozen=True, kw_only=True):
+    interval_s: float = 0.5
+    """Audio that must arrive before the open utterance is re-decoded."""
+    speech_pad_s: float = 0.2
+    """Audio kept before speech starts and after it ends."""
+    max_buffer_s: float = 15.0
+    """An open utterance longer than this is trimmed at its last stable (preferably sentence-ending) word."""
+    hard_limit_s: float = 28.0
+    """An open utterance with nothing stable is force-ended here (Whisper sees at most 30 s)."""
+    gate: GateTuning = GateTuning()
+
+
+class Partial(msgspec.Struct, frozen=True):
+    segment_id: int
+    stable: str
+    unstable: str
+    start_s: float
+    audio_end_s: float
+    """Stream time the decode covered."""
+
+
+class Utterance:
+    """Speech between two silences; ``start`` moves forward when its head is trimmed and finalized."""
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+        self.end: int | None = None
+        self.reason: EndReason = "silence"
+        self.audio: np.ndarray | None = None
+        """Set when it ends: the audio of its last, final decode."""
+        self.agreement = LocalAgreement()
+        self.stable: list[Word] = []
+        """Stable words not finalized yet."""
+        self.decoded_to = start
+
+
+class StreamProcessor:
+    """Feed audio with ``feed``; decode what it asks for; it produces partials and final segments."""
+
+    def __init__(self, speech_probabilities: SpeechProbabilities, tuning: StreamTuning | None = None) -> None:
+        self.tuning = tuning or StreamTuning()
+        self._probabilities = speech_probabilities
+        self._gate = SpeechGate(self.tuning.gate)
+        self._audio = AudioWindow()
+        self._pad = int(self.tuning.speech_pad_s * SAMPLE_RATE_HZ)
+        self.current: Utterance | None = None
+        self._ended: list[Utterance] = []
+        self._next_segment_id = 0
+        self.trimmed_segments: list[Segment] = []
+        """Segments finalized by trimming, waiting to be announced (``take_trimmed``)."""
+
+    @property
+    def received_s(self) -> float:
+        return self._audio.end / SAMPLE_RATE_HZ
+
+    @property
+    def held_s(self) -> float:
+        """Audio held in memory."""
+        return (self._audio.end - self._audio.start) / SAMPLE_RATE_HZ
+
+    # --- input -------------------------------------------------------------------------------------
+    def feed(self, audio: np.ndarray) -> None:
+        """Append 16 kHz mono float32 audio and follow voice activity through it."""
+        self._audio.append(audio)
+        for event in self._gate.update(self._probabilities(audio)):
+            if event.kind == "start":
+                self.current = Utterance(max(event.sample - self._pad, self._audio.start))
+            elif self.current is not None:
+                utterance, self.current = self.current, None
+                if event.kind == "end":
+                    self._end(utterance, min(event.sample + self._pad, self._audio.end), "silence")
+        if self.current is None:
+            self._audio.drop_before(self._audio.end - self._pad)
+            return
+        self._audio.drop_before(self.current.start)
+        if self._audio.end - self.current.start > self.tuning.hard_limit_s * SAMPLE_RATE_HZ:
+            self._end(self.current, self._audio.end, "max_length")
+            self.current = Utterance(self._audio.end)
+
+    def flush(self) -> None:
+        """The stream stops: the open utterance ends where the audio does."""
+        if self.current is not None:
+            utterance, self.current = self.current, None
+            self._end(utterance, self._audio.end, "stop")
+
+    def _end(self, utterance: Utterance, end: int, reason: EndReason) -> None:
+        utterance.end, utterance.reason = end, reason
+        utterance.audio = self._audio.view(utterance.start, end)
+        self._ended.append(utterance)
+
+    # --- decoding ------------------------------------------------------------------------------------
+    def take_ended(self) -> list[Utterance]:
+        """Utterances that ended and want their final decode (``utterance.audio`` from ``start``)."""
+        ended, self._ended = self._ended, []
+        return ended
+
+    def partial_due(self) -> bool:
+        current = self.current
+        interval = self.tuning.interval_s * SAMPLE_RATE_HZ
+        return current is not None and self._audio.end - current.decoded_to >= interval
+
+    def partial_audio(self) -> tuple[np.ndarray, float]:
+        """The open utterance's audio and its start in stream seconds (call when ``partial_due``)."""
+        assert self.current is not None
+        self.current.decoded_to = self._audio.end
+        return self._audio.view(self.current.start, self._audio.end), self.current.start / SAMPLE_RATE_HZ
+
+    def apply_partial(self, utterance: Utterance, words: list[Word], audio_end_s: float) -> Partial | None:
+        """Pass a re-decode (stream-time words) through local agreement; None if the utterance has ended."""
+        if utterance is not self.current:
+            return None
+        utterance.stable += utterance.agreement.insert(words)
+        self._trim(utterance)
+        return Partial(
+            segment_id=self._next_segment_id,
+            stable=_text(utterance.stable),
+            unstable=_text(utterance.agreement.unstable),
+            start_s=utterance.start / SAMPLE_RATE_HZ,
+            audio_end_s=audio_end_s,
+        )
+
+    def finalize(self, utterance: Utterance, words: list[Word]) -> Segment | None:
+        """The final decode of an ended utterance → its segment (None when nothing was said)."""
+        utterance.stable += utterance.agreement.finish(words)
+        words, utterance.stable = utterance.stable, []
+        return self._segment(words)
+
+    def take_trimmed(self) -> list[Segment]:
+        trimmed, self.trimmed_segments = self.trimmed_segments, []
+        return trimmed
+
+    def _trim(self, utterance: Utterance) -> None:
+        """Finalize the stable head of an overlong utterance and drop its audio."""
+        if self._audio.end - utterance.start <= self.tuning.max_buffer_s * SAMPLE_RATE_HZ:
+            return
+        if not utterance.stable:
+            return
+        cut_index = len(utterance.stable)
+        for index in range(len(utterance.stable) - 1, -1, -1):
+            if utterance.stable[index].word.strip().endswith(_SENTENCE_END):
+                cut_index = index + 1
+                break
+        head, utterance.stable = utterance.stable[:cut_index], utterance.stable[cut_index:]
+        cut = max(int(head[-1].end * SAMPLE_RATE_HZ), utterance.start)
+        utterance.start = min(cut, self._audio.end)
+        self._audio.drop_before(utterance.start)
+        segment = self._segment(head)
+        if segment is not None:
+            self.trimmed_segments.append(segment)
+
+    def _segment(self, words: list[Word]) -> Segment | None:
+        if not words:
+            return None
+        segment = Segment(
+            id=self._next_segment_id,
+            start=words[0].start,
+            end=words[-1].end,
+            text=_text(words),
+            words=words,
+        )
+        self._next_segment_id += 1
+        return segment
+
+
+def _text(words: list[Word]) -> str:
+    return "".join(w.word for w in words).strip()

@@ -1,0 +1,118 @@
+"""One live stream's state between the protocol and its worker: a thread-safe queue of pushed audio (the
+microphone pushes from its own thread), the decode options, and what has been finalized so far.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Literal
+
+import anyio
+import msgspec
+
+from asrpro_rpc.streaming.vad import SAMPLE_RATE_HZ
+from asrpro_rpc.transcripts import Segment, TranscribeOptions
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from asrpro_rpc.streaming.processor import StreamProcessor
+
+Encoding = Literal["pcm16", "f32"]
+_PROMPT_CHARS = 200
+"""Finalized text handed to each decode as its prompt (whisper_streaming uses the same amount)."""
+
+
+def samples_from_bytes(data: bytes, encoding: Encoding) -> np.ndarray:
+    """Little-endian PCM16 or float32 bytes as float32 samples in [-1, 1]."""
+    import numpy as np
+
+    if encoding == "f32":
+        if len(data) % 4:
+            raise ValueError("float32 audio must be a whole number of 4-byte samples")
+        return np.frombuffer(data, dtype="<f4").astype(np.float32)
+    if len(data) % 2:
+        raise ValueError("PCM16 audio must be a whole number of 2-byte samples")
+    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+
+
+class LiveStream:
+    """A stream from ``stream.start`` until its worker ends (stopped, cancelled or failed)."""
+
+    def __init__(
+        self,
+        stream_id: str,
+        model_id: str,
+        options: TranscribeOptions,
+        *,
+        encoding: Encoding,
+        poll_s: float | None,
+    ) -> None:
+        self.id = stream_id
+        self.model_id = model_id
+        self.options = options
+        self.encoding = encoding
+        self.poll_s = poll_s
+        """Set for sources that push from other threads (they can't wake the worker): how often it looks."""
+        self.processor: StreamProcessor | None = None
+        self.language: str | None = options.language
+        self.segments: list[Segment] = []
+        self.stopping = False
+        self.ready = anyio.Event()
+        self.done = anyio.Event()
+        self.error: BaseException | None = None
+        self.scope = anyio.CancelScope()
+        self.warned: set[str] = set()
+        self._lock = threading.Lock()
+        self._pending: list[np.ndarray] = []
+        self._pending_samples = 0
+        self._wake = anyio.Event()
+
+    # --- audio in (any thread) -----------------------------------------------------------------------
+    def add_audio(self, samples: np.ndarray) -> None:
+        with self._lock:
+            self._pending.append(samples)
+            self._pending_samples += len(samples)
+
+    def wake(self) -> None:
+        """Called on the event loop after ``add_audio`` or ``stopping``."""
+        self._wake.set()
+
+    @property
+    def pending_s(self) -> float:
+        """Audio received but not yet looked at by the worker (how far behind it is)."""
+        return self._pending_samples / SAMPLE_RATE_HZ
+
+    def take_audio(self) -> np.ndarray | None:
+        import numpy as np
+
+        with self._lock:
+            pending, self._pending, self._pending_samples = self._pending, [], 0
+        if not pending:
+            return None
+        return pending[0] if len(pending) == 1 else np.concatenate(pending)
+
+    async def wait_for_audio(self) -> None:
+        with anyio.move_on_after(self.poll_s if self.poll_s is not None else float("inf")):
+            await self._wake.wait()
+        self._wake = anyio.Event()
+
+    # --- decoding context ----------------------------------------------------------------------------
+    def prompt(self) -> str | None:
+        """The end of the finalized text, so each decode continues it (the caller's prompt at first)."""
+        text = " ".join(segment.text for segment in self.segments[-8:])
+        return text[-_PROMPT_CHARS:] if text else self.options.prompt
+
+    def text(self) -> str:
+        return " ".join(segment.text for segment in self.segments)
+
+
+class StreamSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``stream.stop`` answers: every final segment, times from the stream's start."""
+
+    stream_id: str
+    text: str
+    language: str | None
+    duration: float
+    segments: list[Segment]
+    model: str
