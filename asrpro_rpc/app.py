@@ -11,6 +11,7 @@ import anyio
 
 from .model_store import ModelStore
 from .registry import DEFAULT_MODEL_ID, ModelSpec
+from .services.audio import AudioService
 from .services.models import ManagerOptions, ModelManager
 from .services.streaming import StreamingService
 from .services.transcription import TranscriptionService
@@ -41,6 +42,7 @@ class App:
             clock=clock,
         )
         self.transcription = TranscriptionService(self.models)
+        self.audio = AudioService(self.notify)
         self.streaming = StreamingService(self.models, self.notify)
         self._closed = False
 
@@ -70,4 +72,5 @@ class App:
         self._closed = True
         await self.streaming.aclose()
         await self.models.aclose()
+        await anyio.to_thread.run_sync(self.audio.close)
         log.info("services closed")

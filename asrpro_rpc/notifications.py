@@ -6,6 +6,7 @@ from typing import Literal
 
 import msgspec
 
+from .audio.devices import AudioDevice
 from .protocol import RequestId
 from .transcripts import Segment
 
@@ -70,4 +71,27 @@ class StreamFinal(msgspec.Struct, frozen=True, kw_only=True):
 NOTIFICATIONS += [
     ("stream.partial", StreamPartial, "Live text of a stream's open utterance (stable + unstable)."),
     ("stream.final", StreamFinal, "A finished utterance of a stream (after a pause, or at stop)."),
+]
+
+
+class AudioLevel(msgspec.Struct, frozen=True):
+    """The level of a recording's last ~50 ms, for a VU meter (0..1 and dBFS)."""
+
+    recording_id: str
+    peak: float
+    rms: float
+    peak_dbfs: float
+    rms_dbfs: float
+
+
+class AudioDevicesChanged(msgspec.Struct, frozen=True):
+    devices: list[AudioDevice]
+    """The whole new list, as ``audio.devices`` returns it."""
+    added: list[str]
+    removed: list[str]
+
+
+NOTIFICATIONS += [
+    ("audio.level", AudioLevel, "A recording's level at ~20 Hz (peak and RMS, linear and dBFS)."),
+    ("audio.devices_changed", AudioDevicesChanged, "Input devices appeared or disappeared (hot-swap)."),
 ]

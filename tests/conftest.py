@@ -1,3 +1,3 @@
 """Shared fixtures live in tests/fixtures/; each module there is a pytest plugin."""
 
-pytest_plugins = ["tests.fixtures.audio", "tests.fixtures.models"]
+pytest_plugins = ["tests.fixtures.audio", "tests.fixtures.models", "tests.fixtures.virtual_mic"]

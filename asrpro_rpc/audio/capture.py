@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _POLL_S = 0.1
+_SOURCE_CHECK_INTERVAL_S = 1.0
 
 
 class _Resampler:
@@ -95,6 +96,8 @@ class InputCapture:
         self._callbacks = 0
         self._last_callback_s = 0.0
         self._channels = 1
+        self._pulse_source: str | None = None
+        self._source_checked_s = 0.0
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -106,6 +109,7 @@ class InputCapture:
         """
         target = devices.resolve_device(self.device_selector)
         self.device = target.device
+        self._pulse_source = target.pulse_source
         self._stream = self._open(target)
         self._last_callback_s = time.monotonic()
         self._thread = threading.Thread(target=self._deliver, name="asrpro-capture", daemon=True)
@@ -202,6 +206,16 @@ class InputCapture:
         limit_s = self.stall_timeout_s if self._callbacks else self.first_callback_timeout_s
         return time.monotonic() - self._last_callback_s > limit_s
 
+    def _source_gone(self) -> bool:
+        """A chosen sound-server source vanished (the server silently moves the stream to another one)."""
+        now = time.monotonic()
+        if self._pulse_source is None or now - self._source_checked_s < _SOURCE_CHECK_INTERVAL_S:
+            return False
+        self._source_checked_s = now
+        from .pulse import list_sources
+
+        return all(source.name != self._pulse_source for source in list_sources())
+
     def _deliver(self) -> None:
         resample = None
         if self.device_sample_rate_hz != self.sample_rate_hz:
@@ -219,19 +233,23 @@ class InputCapture:
                     break
                 continue
             self._hand_over(block, overflowed, resample)
+            if not self._stopping.is_set() and self._source_gone():
+                failure = self._lost("the source was removed")
+                break
+        if failure is not None:
+            self._close_stream()
         while not self._queue.empty():  # blocks that arrived while the stream closed
             self._hand_over(*self._queue.get(), resample)
         if resample is not None:
             self._emit(resample(None))
         if failure is not None:
-            self._close_stream()
             self.failure = failure
             if self.on_error is not None:
                 self.on_error(failure)
 
-    def _lost(self) -> DeviceUnavailable:
+    def _lost(self, why: str | None = None) -> DeviceUnavailable:
         device_id = self.device.id if self.device else str(self.device_selector)
-        why = "the stream ended" if self._finished.is_set() else "audio stopped arriving"
+        why = why or ("the stream ended" if self._finished.is_set() else "audio stopped arriving")
         log.warning("capture from %s failed: %s", device_id, why)
         return DeviceUnavailable(
             f"The input device {device_id} stopped delivering audio ({why}); it may have been unplugged.",

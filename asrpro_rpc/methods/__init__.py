@@ -7,6 +7,13 @@ from ..rpc import RpcMethod
 
 def all_methods() -> list[RpcMethod]:
     """The explicit method table, in documentation order."""
-    from . import lifecycle, models, stream, system, transcribe
+    from . import audio, lifecycle, models, stream, system, transcribe
 
-    return [*lifecycle.METHODS, *models.METHODS, *transcribe.METHODS, *stream.METHODS, *system.METHODS]
+    return [
+        *lifecycle.METHODS,
+        *models.METHODS,
+        *transcribe.METHODS,
+        *stream.METHODS,
+        *audio.METHODS,
+        *system.METHODS,
+    ]
