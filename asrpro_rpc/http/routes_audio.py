@@ -1,0 +1,147 @@
+"""``/v1/audio/transcriptions``, ``/v1/audio/translations`` and ``/v1/srt``: upload → service → OpenAI body.
+
+The upload is streamed to a temp file, probed, and handed to ``TranscriptionService.transcribe_file`` as a
+path, like ``transcribe.file``; progress goes out as ``transcription.progress`` (``request_id`` ``http-…``,
+``file_id`` the upload's name) to every listener: the stdio host and ``/v1/events``. A client that
+disconnects cancels its transcription.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import anyio
+import msgspec
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from .. import errors
+from ..formats import render
+from ..rpc import ProgressReporter
+from ..services.transcription import TranscriptionResult
+from ..transcripts import ResponseFormat, Task, Transcript
+from .forms import SRT_FIELDS, TRANSCRIBE_FIELDS, TRANSLATE_FIELDS, TranscriptionForm, form_schema, parse_form
+from .schemas import AUDIO_RESPONSES, SRT_RESPONSES
+from .sse import Progress, TranscriptionEventStream
+from .state import ShimState
+from .uploads import probe_media, read_upload
+
+router = APIRouter()
+T = TypeVar("T")
+TEXT_MEDIA_TYPE = "text/plain; charset=utf-8"
+
+
+@router.post(
+    "/v1/audio/transcriptions",
+    summary="Transcribe audio (OpenAI's createTranscription).",
+    openapi_extra={"requestBody": form_schema(model_required=True, openai_fields=TRANSCRIBE_FIELDS)},
+    responses=AUDIO_RESPONSES,
+)
+async def transcriptions(request: Request) -> Response:
+    return await _transcribe(request, task="transcribe", model_required=True)
+
+
+@router.post(
+    "/v1/audio/translations",
+    summary="Translate audio to English text (OpenAI's createTranslation).",
+    openapi_extra={"requestBody": form_schema(model_required=True, openai_fields=TRANSLATE_FIELDS)},
+    responses=AUDIO_RESPONSES,
+)
+async def translations(request: Request) -> Response:
+    return await _transcribe(request, task="translate", model_required=True)
+
+
+@router.post(
+    "/v1/srt",
+    summary="Transcribe audio straight to SubRip subtitles (model optional).",
+    openapi_extra={"requestBody": form_schema(model_required=False, openai_fields=SRT_FIELDS)},
+    responses=SRT_RESPONSES,
+)
+async def srt(request: Request) -> Response:
+    return await _transcribe(request, task="transcribe", model_required=False, response_format="srt")
+
+
+async def _transcribe(
+    request: Request, *, task: Task, model_required: bool, response_format: ResponseFormat | None = None
+) -> Response:
+    state: ShimState = request.app.state.shim
+    upload = await read_upload(request, state.max_upload_bytes)
+    form = parse_form(upload, model_required=model_required)
+    assert upload.file_path is not None
+    services = state.services
+    spec = services.models.resolve(form.model)
+    if form.language and spec.languages and form.language.split("-")[0].lower() not in spec.languages:
+        raise errors.InvalidParams(
+            f"Language {form.language!r} is not one {spec.id} knows; use an ISO-639-1 code it lists "
+            "(GET /v1/models/{id}) or leave `language` out to detect it.",
+            param="language",
+        )
+    await anyio.to_thread.run_sync(probe_media, upload.file_path)
+    params = form.to_params(str(upload.file_path), task, file_id=upload.filename or "upload")
+    request_id = f"http-{uuid.uuid4().hex[:12]}"
+
+    async def run(on_fraction: Progress | None = None) -> Transcript:
+        def emit(payload: dict[str, Any]) -> None:
+            services.notify("transcription.progress", payload)
+            if on_fraction is not None:
+                on_fraction(payload["progress"])
+
+        reporter = ProgressReporter(emit, {"request_id": request_id, "file_id": params.file_id})
+        result = await services.transcription.transcribe_file(params, reporter)
+        return _transcript(result)
+
+    if form.stream:
+        return TranscriptionEventStream(run)
+    transcript = await _cancel_on_disconnect(request, run)
+    return _render(transcript, response_format or form.response_format, form)
+
+
+def _transcript(result: TranscriptionResult) -> Transcript:
+    return Transcript(
+        text=result.text,
+        language=result.language,
+        duration=result.duration,
+        segments=result.segments or [],
+        task=result.task,
+        language_probability=result.language_probability,
+        words=result.words,
+        model=result.model,
+    )
+
+
+def _render(transcript: Transcript, response_format: ResponseFormat, form: TranscriptionForm) -> Response:
+    words = "word" in form.timestamp_granularities
+    body = render(transcript, response_format, word_timestamps=words)
+    if isinstance(body, str):
+        return Response(body, media_type=TEXT_MEDIA_TYPE)
+    if transcript.task == "transcribe":
+        body["usage"] = {"type": "duration", "seconds": math.ceil(transcript.duration)}
+    return Response(msgspec.json.encode(body), media_type="application/json")
+
+
+async def _cancel_on_disconnect(request: Request, run: Callable[[], Awaitable[T]]) -> T:
+    """Run ``run()``; a client disconnecting meanwhile cancels it."""
+    outcome: list[T] = []
+    failure: list[Exception] = []
+    async with anyio.create_task_group() as task_group:
+
+        async def watch() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            task_group.cancel_scope.cancel()
+
+        task_group.start_soon(watch)
+        try:
+            outcome.append(await run())
+        except Exception as exc:  # re-raised below, outside the task group (not as an ExceptionGroup)
+            failure.append(exc)
+        finally:
+            task_group.cancel_scope.cancel()
+    if failure:
+        raise failure[0]
+    if not outcome:
+        raise errors.RequestCancelled("The client disconnected; the transcription was cancelled.")
+    return outcome[0]

@@ -1,0 +1,160 @@
+"""``/v1/models``, ``/v1/models/{id}``, ``/v1/settings/model`` and ``/health``."""
+
+from __future__ import annotations
+
+import os
+
+import msgspec
+import psutil
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from .. import __version__
+from ..registry import ALIASES
+from ..rpc import ProgressReporter
+from ..services.models import ModelInfo
+from .errors import HttpError
+from .schemas import (
+    Health,
+    Memory,
+    ModelList,
+    ModelObject,
+    SelectModelRequest,
+    SelectModelResult,
+    error_responses,
+    json_content,
+)
+from .state import ShimState
+
+router = APIRouter()
+_select_decoder = msgspec.json.Decoder(SelectModelRequest)
+
+
+def _json(body: msgspec.Struct, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(msgspec.json.encode(body), status_code, headers, media_type="application/json")
+
+
+def _state(request: Request) -> ShimState:
+    shim: ShimState = request.app.state.shim
+    return shim
+
+
+def _model_object(state: ShimState, info: ModelInfo, alias: str | None = None) -> ModelObject:
+    created = 0
+    spec = state.services.store.get(info.id)
+    if info.available:
+        try:
+            created = int(os.stat(state.services.store.resolve_path(spec)).st_mtime)
+        except Exception:  # noqa: BLE001 - ``created`` is informative only
+            created = 0
+    return ModelObject(
+        id=alias or info.id,
+        object="model",
+        created=created,
+        owned_by="user" if info.user else "asrpro",
+        ready=info.ready,
+        available=info.available,
+        selected=info.selected,
+        display_name=info.display_name,
+        engine=info.engine,
+        languages=info.languages,
+        translate=info.translate,
+        size_bytes=info.size_bytes,
+        alias_of=info.id if alias else None,
+    )
+
+
+@router.get(
+    "/v1/models",
+    summary="Every model, in OpenAI's list shape, plus whisper-1 (the selected model).",
+    responses={
+        200: {"description": "The models.", "content": json_content("ModelList")},
+        **error_responses(401),
+    },
+)
+async def list_models(request: Request) -> Response:
+    state = _state(request)
+    models = state.services.models
+    objects = [_model_object(state, info) for info in models.list()]
+    selected = models.info(models.resolve(None))
+    objects += [_model_object(state, selected, alias) for alias in sorted(ALIASES)]
+    return _json(ModelList(data=objects))
+
+
+@router.get(
+    "/v1/models/{model_id}",
+    summary="One model (OpenAI's retrieve model).",
+    responses={
+        200: {"description": "The model.", "content": json_content("ModelObject")},
+        **error_responses(401, 404),
+    },
+)
+async def get_model(request: Request, model_id: str) -> Response:
+    state = _state(request)
+    models = state.services.models
+    info = models.info(models.resolve(model_id))
+    return _json(_model_object(state, info, model_id if model_id in ALIASES else None))
+
+
+@router.post(
+    "/v1/settings/model",
+    summary="Select the default model (remembered in the settings) and load it.",
+    openapi_extra={"requestBody": {"required": True, "content": json_content("SelectModelRequest")}},
+    responses={
+        200: {"description": "Selected.", "content": json_content("SelectModelResult")},
+        **error_responses(400, 401, 404, 415, 422, 500, 502, 503),
+    },
+)
+async def select_model(request: Request) -> Response:
+    state = _state(request)
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        raise HttpError(415, 'Send a JSON body: {"model_id": "…"}.', code="unsupported_content_type")
+    try:
+        body = _select_decoder.decode(await request.body())
+    except msgspec.ValidationError as exc:
+        raise HttpError(422, f"Invalid request: {exc}", code="invalid_form", param="model_id") from None
+    except msgspec.DecodeError as exc:
+        raise HttpError(422, f"The body is not valid JSON: {exc}", code="invalid_json") from None
+    services = state.services
+    spec = await services.select_model(body.model_id)
+    ready = False
+    if body.load:
+        report = ProgressReporter(
+            lambda payload: services.notify("model.progress", payload), {"model_id": spec.id}
+        )
+        info = await services.models.load(
+            spec.id, lambda fraction, message: report(fraction, message=message)
+        )
+        ready = info.ready
+    return _json(SelectModelResult(status="success", model=spec.id, ready=ready))
+
+
+@router.get(
+    "/health",
+    summary="Liveness, the resident model, device, uptime and memory (no token needed).",
+    responses={
+        200: {"description": "Serving.", "content": json_content("Health")},
+        503: {"description": "Loading a model or shutting down.", "content": json_content("Health")},
+    },
+)
+async def health(request: Request) -> Response:
+    state = _state(request)
+    models = state.services.models
+    engine = models.status()
+    status = "shutting_down" if state.draining else "loading" if engine.state == "loading" else "ok"
+    body = Health(
+        status=status,
+        current_model=engine.model_id if engine.state == "loaded" else None,
+        selected_model=models.selected_id,
+        device=engine.device,
+        compute_type=engine.compute_type,
+        uptime_s=round(state.services.uptime_s, 3),
+        memory=Memory(
+            rss_bytes=psutil.Process().memory_info().rss, engine_rss_bytes=models.engine_rss_bytes()
+        ),
+        in_flight_requests=max(0, state.in_flight - 1),
+        version=__version__,
+    )
+    if status == "ok":
+        return _json(body)
+    return _json(body, 503, {"retry-after": "1"})

@@ -1,0 +1,79 @@
+"""What the routes and the guard share for one running shim: the services, fixed options, live counters."""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from typing import TYPE_CHECKING
+
+import anyio
+import msgspec
+
+from ..settings import ServerSettings
+
+if TYPE_CHECKING:
+    from ..app import App
+
+
+class ShimOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """Fixed for the life of one server (restart to change them)."""
+
+    host: str
+    port: int
+    cors_origins: tuple[str, ...] = ()
+    """Browser origins allowed to call the shim; empty: any request with an ``Origin`` header is refused."""
+    grace_s: float = 10.0
+    """On stop, in-flight requests get this long to finish."""
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(self.host)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class ShimState:
+    """One running shim: settings come live from the config service (token and upload limit apply at once)."""
+
+    def __init__(self, services: App, options: ShimOptions) -> None:
+        self.services = services
+        self.options = options
+        self.started_monotonic_s = time.monotonic()
+        self.draining = False
+        """Stop was asked: new requests get 503 while the in-flight ones finish."""
+        self.in_flight = 0
+        self.served = 0
+        self._idle = anyio.Event()
+        self._idle.set()
+
+    @property
+    def settings(self) -> ServerSettings:
+        return self.services.config.settings.server
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.settings.max_upload_mb * 1024 * 1024
+
+    def enter(self) -> None:
+        self.in_flight += 1
+        if self._idle.is_set():
+            self._idle = anyio.Event()
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+        self.served += 1
+        if self.in_flight == 0:
+            self._idle.set()
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no request is in flight (at most ``timeout_s``); True if none is left."""
+        with anyio.move_on_after(timeout_s):
+            await self._idle.wait()
+        return self.in_flight == 0
