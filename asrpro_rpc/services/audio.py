@@ -160,6 +160,12 @@ class AudioService:
             raise NotFound(f"No recording {recording_id!r}: it was never started or was already stopped.")
         return recording.stop()
 
+    def finished(self, recording_id: str) -> bool:
+        """Whether a recording ended (on its own or stopped); unknown ids count as finished."""
+        with self._lock:
+            recording = self._recordings.get(recording_id)
+        return recording is None or recording.finished
+
     def _auto_path(self) -> Path:
         import datetime
 
