@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.fixtures.virtual_mic import VirtualMic
 from tests.sidecar import Sidecar
 from tests.streaming_helpers import (
     FAST,
@@ -143,3 +145,71 @@ def test_real_words_stream_live(
         assert wer(text, segment["text"]) <= 0.3, (text, segment["text"])
     expected = " ".join(text for text, _ in speech_sentences)
     assert wer(expected, summary["text"]) <= 0.2, summary["text"]
+
+
+def _tree_rss_bytes(pid: int) -> int:
+    import psutil
+
+    root = psutil.Process(pid)
+    return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+
+
+@pytest.mark.slow
+def test_an_hour_of_audio_keeps_memory_flat_and_warns_once_when_behind(
+    tiny: Sidecar, speech_wav: Path
+) -> None:
+    """One hour of speech and pauses, pushed as fast as the sidecar takes it (busy → retry)."""
+    import base64
+
+    stream_id = _start(tiny, max_new_tokens=4)
+    block = pcm16(speech_wav) + silence(8.0)
+    block_s = len(block) / 32000
+    second = 32000
+    audio = block * int(3600 / block_s + 1)
+    rss_after_10_min = 0
+    busy = 0
+    for offset in range(0, 3600 * second, second):
+        params = {"stream_id": stream_id, "audio": base64.b64encode(audio[offset : offset + second]).decode()}
+        while "error" in (reply := tiny.response(tiny.request("stream.push", params))):
+            assert reply["error"]["data"]["kind"] == "busy", reply
+            busy += 1
+            time.sleep(0.05)
+        if offset == 600 * second:
+            rss_after_10_min = _tree_rss_bytes(tiny.process.pid)
+    summary = tiny.call("stream.stop", {"stream_id": stream_id}, timeout_s=300)
+    growth_mb = (_tree_rss_bytes(tiny.process.pid) - rss_after_10_min) / 1e6
+    assert growth_mb < 30, growth_mb
+    assert summary["duration"] == pytest.approx(3600, abs=0.01)
+    assert busy > 0  # the backlog limit was hit and pushes were refused, not queued
+    warnings = [n for n in tiny.notifications if n["params"].get("kind") == "stream_behind"]
+    assert len(warnings) == 1
+    utterances = 3600 / block_s
+    finals = of(tiny, "stream.final", stream_id)
+    assert len(finals) == len(summary["segments"]) <= utterances + 1
+
+
+@pytest.mark.real_weights
+def test_microphone_stream_on_the_virtual_mic(
+    virtual_mic: VirtualMic, model_cache: Path, tmp_path: Path, speech_wav: Path
+) -> None:
+    from tests.fixtures.audio import SPEECH_TEXT
+
+    env = {
+        **virtual_mic.env,
+        "ASRPRO_MODELS_DIR": str(model_cache),
+        "ASRPRO_CONFIG_DIR": str(tmp_path / "config"),
+    }
+    sidecar = Sidecar(env=env)
+    try:
+        params = {"source": "microphone", "model": "whisper-tiny.en", "language": "en"}
+        stream_id = sidecar.call("stream.start", params, timeout_s=60)["stream_id"]
+        error = sidecar.error("stream.push", {"stream_id": stream_id, "audio": ""})
+        assert error["data"]["kind"] == "invalid_params"
+        virtual_mic.play(speech_wav).wait()
+        wait_for(sidecar, "stream.final", stream_id, 1, timeout_s=30)  # the mic hears silence after it
+        summary = sidecar.call("stream.stop", {"stream_id": stream_id}, timeout_s=60)
+    finally:
+        sidecar.kill()
+    assert of(sidecar, "stream.partial", stream_id)
+    assert of(sidecar, "stream.final", stream_id)[0]["reason"] == "silence"
+    assert wer(SPEECH_TEXT, summary["text"]) <= 0.3, summary["text"]
