@@ -82,6 +82,8 @@ class HttpController:
         self._task_group: anyio.abc.TaskGroup | None = None
         self._running: _Running | None = None
         self._lock = anyio.Lock()
+        self._launched = anyio.Event()
+        """Set once ``run()`` has made its launch-time start attempt (if any)."""
 
     # --- lifecycle ---------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -98,9 +100,16 @@ class HttpController:
                         self.services.notify(
                             "notification", {"level": "error", "message": exc.message, "kind": exc.kind}
                         )
+                self._launched.set()
                 await anyio.sleep_forever()
             finally:
                 self._task_group = None
+
+    async def launched(self, timeout_s: float = 30.0) -> None:
+        """Wait for the launch-time start (``--http``, auto-start) so requests see its outcome."""
+        if self._task_group is not None:
+            with anyio.move_on_after(timeout_s):
+                await self._launched.wait()
 
     def _auto_start_request(self) -> HttpStartRequest | None:
         server = self.services.config.settings.server

@@ -21,16 +21,19 @@ class HttpStopParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     errors=("address_in_use", "invalid_params", "busy", "engine_unavailable"),
 )
 async def http_start(ctx: RequestContext, params: HttpStartRequest) -> HttpStatus:
+    await ctx.app.http.launched()
     return await ctx.app.http.start(params)
 
 
 @rpc_method("http.stop", summary="Stop the HTTP server gracefully (in-flight requests finish, bounded).")
 async def http_stop(ctx: RequestContext, params: HttpStopParams) -> HttpStatus:
+    await ctx.app.http.launched()
     return await ctx.app.http.stop(params.grace_s)
 
 
 @rpc_method("http.status", summary="Whether the HTTP server runs, its URL, and request counts.")
 async def http_status(ctx: RequestContext) -> HttpStatus:
+    await ctx.app.http.launched()
     return ctx.app.http.status()
 
 
