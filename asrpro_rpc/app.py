@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import Any
 
 import anyio
 
+from . import paths
+from .http.controller import SHUTDOWN_GRACE_S, HttpController
+from .instance import InstanceLock
+from .methods.config import announce_changes
 from .model_store import ModelStore
-from .registry import DEFAULT_MODEL_ID, ModelSpec
+from .registry import ModelSpec
 from .services.audio import AudioService
+from .services.config import ConfigService, default_legacy_dirs
+from .services.downloads import DownloadService
 from .services.models import ManagerOptions, ModelManager
 from .services.streaming import StreamingService
+from .services.system import SystemService
 from .services.transcription import TranscriptionService
+from .settings import Settings
 
 log = logging.getLogger(__name__)
 Listener = Callable[[str, Any], None]
@@ -26,24 +35,39 @@ class App:
     def __init__(
         self,
         *,
+        config: ConfigService | None = None,
         store: ModelStore | None = None,
-        options: ManagerOptions | None = None,
-        selected_model: str = DEFAULT_MODEL_ID,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.started_monotonic_s = time.monotonic()
         self.listeners: list[Listener] = []
-        self.store = store or ModelStore.default()
+        self.config = config or open_config()
+        settings = self.config.settings
+        self.store = store or ModelStore(settings.model.cache_path(), paths.config_dir() / "models.json")
         self.models = ModelManager(
             self.store,
-            options or ManagerOptions(),
-            selected_id=selected_model,
+            manager_options(settings),
+            selected_id=settings.model.selected_id,
             notify=self.notify,
             clock=clock,
         )
+        self.config.subscribe(self._apply_settings)
+        self.config.subscribe(announce_changes(self.notify))
+        self.config.subscribe_warnings(lambda warning: self.notify("notification", warning))
         self.transcription = TranscriptionService(self.models)
-        self.audio = AudioService(self.notify)
+        self.downloads = DownloadService(self.store)
+        self.models.fetch = self.downloads.fetch_for_load  # whisper-*/parakeet-* download on first use
+        self.system = SystemService(
+            models_dir=self.store.models_dir, engine_status=self.models.status, notify=self.notify
+        )
+        self.models.before_load = self.system.check_before_load
+        self.listeners.append(self.system.observe)
+        self.instance_lock: InstanceLock | None = None
+        """Set by the stdio server when it holds the single-instance lock (the HTTP shim records its port)."""
         self.streaming = StreamingService(self.models, self.notify)
+        self.audio = AudioService(self.notify)
+        self.http = HttpController(self)
+        """The optional OpenAI-compatible HTTP shim (started by http.start, --http or the settings)."""
         self._closed = False
 
     @property
@@ -55,22 +79,51 @@ class App:
         for listener in list(self.listeners):
             listener(method, params)
 
-    def select_model(self, model_id: str) -> ModelSpec:
-        """Make ``model_id`` the default model."""
-        return self.models.select(model_id)
+    async def select_model(self, model_id: str) -> ModelSpec:
+        """Make ``model_id`` the default model and remember it in the settings."""
+        spec = self.models.select(model_id)
+        await self.config.aset({"model": {"selected_id": spec.id}})
+        return spec
+
+    def _apply_settings(self, changed_keys: list[str], settings: Settings) -> None:
+        """Settings changed (over RPC, HTTP or by another program): running services follow."""
+        self.models.configure(manager_options(settings))
+        if "model.selected_id" in changed_keys:
+            self.models.selected_id = settings.model.selected_id
 
     async def run_background(self) -> None:
-        """Background duties (idle unload, stream workers); run in the server's task group."""
+        """Background duties (idle unload, settings hot reload); run in the server's task group."""
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(self.models.watch_idle)
             task_group.start_soon(self.streaming.run)
+            task_group.start_soon(self.config.watch)
 
     async def aclose(self) -> None:
         """Release everything (end the engine process); idempotent."""
         if self._closed:
             return
         self._closed = True
+        await self.http.stop(SHUTDOWN_GRACE_S)
         await self.streaming.aclose()
         await self.models.aclose()
         await anyio.to_thread.run_sync(self.audio.close)
         log.info("services closed")
+
+
+def open_config() -> ConfigService:
+    """The settings at the platform (or overridden) location; legacy dirs only for the real location."""
+    overridden = "ASRPRO_CONFIG_DIR" in os.environ
+    return ConfigService.open(paths.config_dir(), legacy_dirs=() if overridden else default_legacy_dirs())
+
+
+def manager_options(settings: Settings) -> ManagerOptions:
+    """The model manager's options from the ``device`` and ``model`` settings."""
+    device, model = settings.device, settings.model
+    return ManagerOptions(
+        device=device.preferred if model.prefer_gpu else "cpu",
+        device_index=device.cuda_index,
+        compute_type=device.compute_type,
+        cpu_threads=device.cpu_threads,
+        max_concurrency=device.max_concurrent_transcriptions,
+        idle_unload_s=model.auto_unload_timeout_s if model.auto_unload else None,
+    )

@@ -1,9 +1,11 @@
-"""The ``asrpro`` command: ``serve`` (default, stdio JSON-RPC), ``call``, ``transcribe``, ``models``, ``schema``."""
+"""The ``asrpro`` command: ``serve`` (the default: stdio JSON-RPC), ``call``, ``transcribe``, ``models``,
+``schema``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -15,6 +17,11 @@ from .log import configure_logging
 def _build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
+        "--config-dir",
+        default=argparse.SUPPRESS,
+        help="settings directory (default: $ASRPRO_CONFIG_DIR or the platform config dir)",
+    )
+    common.add_argument(
         "--log-level",
         default=argparse.SUPPRESS,
         help="debug, info, warning or error (default: $ASRPRO_LOG_LEVEL or info)",
@@ -24,7 +31,28 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"asrpro-rpc {__version__}")
     commands = parser.add_subparsers(dest="command")
-    commands.add_parser("serve", parents=[common], help="serve JSON-RPC on stdin/stdout (the default)")
+    serve = commands.add_parser(
+        "serve", parents=[common], help="serve JSON-RPC on stdin/stdout (the default)"
+    )
+    serve.add_argument(
+        "--replace", action="store_true", help="ask a running sidecar (same settings) to shut down, take over"
+    )
+    serve.add_argument(
+        "--allow-multiple", action="store_true", help="skip the single-instance lock (tests, development)"
+    )
+    serve.add_argument(
+        "--http",
+        metavar="[HOST:]PORT",
+        help="also serve the OpenAI-compatible HTTP API (default host 127.0.0.1; port 0 picks a free one)",
+    )
+    serve.add_argument(
+        "--http-allow-remote", action="store_true", help="allow --http to bind an address beyond loopback"
+    )
+    serve.add_argument(
+        "--http-next-free-port",
+        action="store_true",
+        help="if the --http port is taken, use the next free one",
+    )
     call = commands.add_parser(
         "call", parents=[common], help="spawn the sidecar, send one request, print the result"
     )
@@ -45,6 +73,11 @@ def _build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", parents=[common], help="list or import models")
     models_actions = models.add_subparsers(dest="models_action")
     models_actions.add_parser("list", help="list the models and whether they are on this machine")
+    exporter = models_actions.add_parser(
+        "export-onnx", help="export a Parakeet .nemo model to ONNX (needs NeMo) for the onnx-asr route"
+    )
+    exporter.add_argument("model", metavar="ID", help="a Parakeet model id (or a .nemo file)")
+    exporter.add_argument("--output", help="directory to write (default: <model file>-onnx/ beside it)")
     importer = models_actions.add_parser(
         "import", help="copy a model directory or weight pack into the cache"
     )
@@ -79,7 +112,7 @@ def _call(method: str, params_text: str | None, log_level: str | None) -> int:
     except json.JSONDecodeError as exc:
         sys.stderr.write(f"asrpro call: params are not valid JSON: {exc}\n")
         return 2
-    with SidecarClient(["--log-level", log_level or "warning"]) as client:
+    with SidecarClient(["--log-level", log_level or "warning", "--allow-multiple"]) as client:
         try:
             result = client.call(method, params, on_notification=_print_notification)
         except RpcCallError as exc:
@@ -113,9 +146,26 @@ def _schema(write: bool, check: bool) -> int:
     return 0
 
 
+def _http_request(args: argparse.Namespace) -> Any:
+    """``serve --http [HOST:]PORT`` as an ``HttpStartRequest`` (None without ``--http``)."""
+    if not getattr(args, "http", None):
+        return None
+    from .http.controller import HttpStartRequest, parse_bind
+
+    try:
+        host, port = parse_bind(args.http)
+    except ValueError as exc:
+        raise SystemExit(f"asrpro serve: --http: {exc}") from None
+    return HttpStartRequest(
+        host=host, port=port, allow_remote=args.http_allow_remote, next_free_port=args.http_next_free_port
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     log_level = getattr(args, "log_level", None)
+    if getattr(args, "config_dir", None):
+        os.environ["ASRPRO_CONFIG_DIR"] = os.path.abspath(args.config_dir)  # engine processes inherit it
     configure_logging(log_level)
     if args.command == "call":
         return _call(args.method, args.params, log_level)
@@ -124,6 +174,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return transcribe_command(args)
     if args.command == "models":
+        if args.models_action == "export-onnx":
+            from .engines.onnx_export import export_command
+
+            return export_command(args.model, args.output)
         from .cli_commands import models_command
 
         return models_command(args)
@@ -134,6 +188,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args)
     if args.command == "schema":
         return _schema(args.write, args.check)
+    from .instance import AlreadyRunning
     from .server import run_stdio_server
 
-    return run_stdio_server()
+    try:
+        return run_stdio_server(
+            allow_multiple=getattr(args, "allow_multiple", False),
+            replace=getattr(args, "replace", False),
+            http=_http_request(args),
+        )
+    except AlreadyRunning as exc:
+        sys.stderr.write(f"asrpro: {exc.message}\n")
+        return 3

@@ -17,6 +17,12 @@ class ModelProgress(msgspec.Struct, frozen=True):
     """0..1"""
     message: str
     request_id: RequestId = None
+    downloaded_bytes: int | None = None
+    """Downloads only: bytes on disk so far (resumed bytes included)."""
+    total_bytes: int | None = None
+    """Downloads only: size of all the model's files."""
+    rate_bytes_per_s: int | None = None
+    """Downloads only: recent transfer rate."""
 
 
 class TranscriptionProgress(msgspec.Struct, frozen=True):
@@ -34,16 +40,17 @@ class NotificationMessage(msgspec.Struct, frozen=True):
     """A stable machine-readable tag (e.g. ``model_unloaded``, ``device_fallback``)."""
 
 
+class ConfigChanged(msgspec.Struct, frozen=True):
+    keys: list[str]
+    """Dotted paths of the changed settings (``model.auto_unload_timeout_s``); config.get has the values."""
+
+
 NOTIFICATIONS: list[tuple[str, type[msgspec.Struct], str]] = [
     ("model.progress", ModelProgress, "Progress of a model load or download."),
     ("transcription.progress", TranscriptionProgress, "Progress of a transcription request."),
     ("notification", NotificationMessage, "Something the user may want to know (fallbacks, auto-unload)."),
+    ("config.changed", ConfigChanged, "Settings changed (dotted keys); config.get has the values."),
 ]
-
-
-class ConfigChanged(msgspec.Struct, frozen=True):
-    keys: list[str]
-    """Dotted paths of the changed settings (``model.auto_unload_timeout_s``); config.get has the values."""
 
 
 class StreamPartial(msgspec.Struct, frozen=True, kw_only=True):

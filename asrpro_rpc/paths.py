@@ -13,7 +13,9 @@ APP_NAME = "asrpro"
 def config_dir() -> Path:
     """Settings directory: ``$ASRPRO_CONFIG_DIR`` or the platform config dir."""
     override = os.environ.get("ASRPRO_CONFIG_DIR")
-    return Path(override) if override else Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
+    if override:
+        return Path(override)
+    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False, roaming=True))
 
 
 def cache_dir() -> Path:

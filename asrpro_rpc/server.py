@@ -13,6 +13,8 @@ import anyio.abc
 
 from .app import App
 from .dispatcher import Session
+from .http.controller import HttpStartRequest
+from .instance import InstanceLock, make_scratch_dir, remove_scratch_dir, watch_parent
 from .methods import all_methods
 from .transport import LineReader, LineTooLong, MessageWriter, guard_stdout
 
@@ -28,11 +30,16 @@ async def _watch_signals(session: Session, app: App) -> None:
                 log.warning("second signal: exiting now", extra={"signal": signum})
                 os._exit(130)
             log.info("signal received: shutting down", extra={"signal": signum})
-            session.shutdown_requested = True
-            session.cancel_all()
-            with anyio.CancelScope(shield=True):
-                await app.aclose()
-            session.request_exit(0)
+            await _shut_down(session, app)
+
+
+async def _shut_down(session: Session, app: App) -> None:
+    """What ``shutdown`` + ``exit`` do: cancel requests, release the model, exit 0."""
+    session.shutdown_requested = True
+    session.cancel_all()
+    with anyio.CancelScope(shield=True):
+        await app.aclose()
+    session.request_exit(0)
 
 
 async def serve_stdio(app: App) -> int:
@@ -42,6 +49,8 @@ async def serve_stdio(app: App) -> int:
     writer.start()
     session = Session(all_methods(), app, writer.send)
     app.listeners.append(session.notify)
+    for warning in app.config.warnings:  # e.g. a corrupt settings file was moved aside
+        app.notify("notification", warning)
     send_stream, receive_stream = anyio.create_memory_object_stream[Batch](64)
     token = anyio.lowlevel.current_token()
 
@@ -58,6 +67,8 @@ async def serve_stdio(app: App) -> int:
             if sys.platform != "win32":
                 task_group.start_soon(_watch_signals, session, app)
             task_group.start_soon(app.run_background)
+            task_group.start_soon(app.http.run)
+            task_group.start_soon(watch_parent, partial(_shut_down, session, app))
             code = await session.serve(receive_stream)
             task_group.cancel_scope.cancel()
     finally:
@@ -69,6 +80,24 @@ async def serve_stdio(app: App) -> int:
     return code
 
 
-def run_stdio_server() -> int:
-    """Entry point for ``asrpro serve``."""
-    return anyio.run(partial(serve_stdio, App()))
+def run_stdio_server(
+    *, allow_multiple: bool = False, replace: bool = False, http: HttpStartRequest | None = None
+) -> int:
+    """Entry point for ``asrpro serve``: single-instance lock, private temp dir, then serve.
+
+    Raises:
+        AlreadyRunning: another sidecar serves the same settings (without ``allow_multiple``/``replace``).
+    """
+    lock = None if allow_multiple else InstanceLock()
+    if lock is not None:
+        lock.acquire(replace=replace)
+    scratch = make_scratch_dir()
+    try:
+        app = App()
+        app.instance_lock = lock
+        app.http.launch_request = http  # `serve --http`; otherwise the settings decide
+        return anyio.run(serve_stdio, app)
+    finally:
+        remove_scratch_dir(scratch)
+        if lock is not None:
+            lock.release()

@@ -7,6 +7,7 @@ import os
 import queue
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ class Sidecar:
 
     def __init__(self, *args: str, env: dict[str, str] | None = None, argv: list[str] | None = None) -> None:
         full_env = {**os.environ, "ASRPRO_LOG_LEVEL": "debug", **(env or {})}
+        for name in ("ASRPRO_CONFIG_DIR", "ASRPRO_CACHE_DIR"):  # never the user's real settings or cache
+            full_env.setdefault(name, tempfile.mkdtemp(prefix="asrpro-test-"))
         self.process = subprocess.Popen(
             argv or [sys.executable, "-m", "asrpro_rpc", "serve", *args],
             stdin=subprocess.PIPE,
@@ -32,6 +35,7 @@ class Sidecar:
         self.stderr_lines: list[bytes] = []
         self._messages: queue.Queue[Any] = queue.Queue()
         self.notifications: list[dict[str, Any]] = []
+        self._early: dict[Any, dict[str, Any]] = {}
         self._ids = itertools.count(1)
         threading.Thread(target=self._pump_stdout, daemon=True).start()
         threading.Thread(target=self._pump_stderr, daemon=True).start()
@@ -87,7 +91,10 @@ class Sidecar:
         return message
 
     def response(self, request_id: Any = None, timeout_s: float = TIMEOUT_S) -> dict[str, Any]:
-        """The next response (with ``request_id`` if given); notifications are collected on the way."""
+        """The next response (with ``request_id`` if given); notifications are collected on the way and
+        responses to other requests are kept for their own ``response`` call."""
+        if request_id is not None and request_id in self._early:
+            return self._early.pop(request_id)
         while True:
             message = self.next_message(timeout_s)
             if isinstance(message, dict) and "method" in message and "id" not in message:
@@ -95,6 +102,8 @@ class Sidecar:
                 continue
             if request_id is None or (isinstance(message, dict) and message.get("id") == request_id):
                 return message
+            if isinstance(message, dict) and "id" in message:
+                self._early[message["id"]] = message
 
     def call(self, method: str, params: Any = None, timeout_s: float = TIMEOUT_S) -> Any:
         """Request and return the result; raise AssertionError on an error response."""

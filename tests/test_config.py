@@ -587,11 +587,6 @@ def test_macos_paths(monkeypatch: pytest.MonkeyPatch, no_path_overrides: Path) -
     assert paths.cache_dir() == no_path_overrides / "Library" / "Caches" / "asrpro"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="paths.config_dir() asks platformdirs for roaming=False, i.e. %LOCALAPPDATA%; the issue's table "
-    "says %APPDATA% (roaming=True)",
-)
 def test_windows_config_dir_is_roaming_appdata(
     monkeypatch: pytest.MonkeyPatch, no_path_overrides: Path
 ) -> None:

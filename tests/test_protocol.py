@@ -15,6 +15,10 @@ import pytest
 from tests.sidecar import Sidecar, repo_root
 
 
+def _files_left(directory) -> list:
+    return [p for p in directory.rglob("*") if p.is_file()]
+
+
 @pytest.fixture
 def sidecar(tmp_path) -> Iterator[Sidecar]:
     process = Sidecar(env={"TMPDIR": str(tmp_path)})
@@ -30,7 +34,7 @@ def test_initialize_ping_shutdown_exit(sidecar: Sidecar, tmp_path) -> None:
     assert set(info["capabilities"]["engines"]) >= {"whisper", "nemo", "onnx"}
     assert sidecar.call("ping")["pong"] is True
     assert sidecar.shutdown() == 0
-    assert list(tmp_path.iterdir()) == []
+    assert _files_left(tmp_path) == []
 
 
 def test_requests_after_shutdown_are_refused(sidecar: Sidecar) -> None:
@@ -45,7 +49,7 @@ def test_eof_exits_cleanly_without_shutdown(sidecar: Sidecar, tmp_path) -> None:
     sidecar.call("ping")
     sidecar.close_stdin()
     assert sidecar.process.wait(5) == 1
-    assert list(tmp_path.iterdir()) == []
+    assert _files_left(tmp_path) == []
 
 
 def test_exit_without_shutdown_is_nonzero(sidecar: Sidecar) -> None:

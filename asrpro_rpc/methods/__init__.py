@@ -7,13 +7,16 @@ from ..rpc import RpcMethod
 
 def all_methods() -> list[RpcMethod]:
     """The explicit method table, in documentation order."""
-    from . import audio, lifecycle, models, stream, system, transcribe
+    from . import audio, config, downloads, http, lifecycle, models, stream, system, transcribe
 
     return [
         *lifecycle.METHODS,
         *models.METHODS,
+        *downloads.METHODS,
         *transcribe.METHODS,
         *stream.METHODS,
         *audio.METHODS,
+        *config.METHODS,
         *system.METHODS,
+        *http.METHODS,
     ]

@@ -78,7 +78,7 @@ async def unload_model(ctx: RequestContext) -> UnloadResult:
 
 @rpc_method("models.select", summary="Make a model the default (what whisper-1 means).", errors=_MODEL_ERRORS)
 async def select_model(ctx: RequestContext, params: SelectParams) -> ModelInfo:
-    spec = ctx.app.select_model(params.model)
+    spec = await ctx.app.select_model(params.model)
     if params.load:
         return await load_model.handler(ctx, ModelRef(spec.id))
     return ctx.app.models.info(spec)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -132,6 +132,10 @@ class ModelManager:
         self._drained = anyio.Condition()
         self._last_used_s = clock()
         self._limiter = anyio.CapacityLimiter(max(1, options.max_concurrency))
+        self.fetch: Callable[[ModelSpec, LoadProgress | None], Awaitable[Path]] | None = None
+        """Downloads a missing built-in model on first use (set by the app; see services/downloads.py)."""
+        self.before_load: Callable[[ModelSpec, str], None] | None = None
+        """Called (in a worker thread) with the spec and device before a load: low-memory warnings."""
 
     # --- queries -----------------------------------------------------------------------------------
     def resolve(self, model_id: str | None) -> ModelSpec:
@@ -184,6 +188,11 @@ class ModelManager:
         return self._resident.host.rss_bytes() if self._resident else 0
 
     # --- commands ------------------------------------------------------------------------------------
+    def configure(self, options: ManagerOptions) -> None:
+        """New options: concurrency and idle timeout apply now, device choices at the next load."""
+        self.options = options
+        self._limiter.total_tokens = max(1, options.max_concurrency)
+
     def select(self, model_id: str) -> ModelSpec:
         """Make ``model_id`` the default model (validated; loading happens on first use)."""
         spec = self.resolve(model_id)
@@ -294,10 +303,12 @@ class ModelManager:
         resident = self._resident
         if resident is not None and resident.spec.id == spec.id and resident.host.alive:
             return
+        model_path = await self._model_path(spec, progress)  # a download keeps the resident model meanwhile
         if resident is not None:
             await self._wait_until_unused()
             await self._unload("switch" if resident.host.alive else "engine ended")
-        model_path = await self._model_path(spec, progress)
+        if self.before_load is not None:
+            await anyio.to_thread.run_sync(self.before_load, spec, self.options.device)
         load_spec = LoadSpec(
             model_id=spec.id,
             model_path=str(model_path),
@@ -307,6 +318,7 @@ class ModelManager:
             compute_type=self.options.compute_type,
             cpu_threads=self.options.cpu_threads,
             max_concurrency=self.options.max_concurrency,
+            languages=spec.languages,
         )
         report = progress or (lambda fraction, message: None)
         self._loading_id = spec.id
@@ -343,7 +355,9 @@ class ModelManager:
             return self.store.resolve_path(spec)
         except errors.ModelNotDownloaded:
             if spec.id not in available_packs():
-                raise
+                if self.fetch is None or spec.user:
+                    raise
+                return await self.fetch(spec, progress)
         if progress is not None:
             progress(0.0, "installing the offline weight pack into the model cache")
         await anyio.to_thread.run_sync(install_pack, spec.id, self.store)
