@@ -131,6 +131,20 @@ class NotFound(AsrproError):
     kind = "not_found"
 
 
+class DownloadFailed(AsrproError):
+    """A model download failed; ``data.reason``: offline, not_found, http or integrity."""
+
+    code = -32015
+    kind = "download_failed"
+
+
+class AddressInUse(AsrproError):
+    """The HTTP shim's port is taken; ``data.next_free_port`` names a free one when found."""
+
+    code = -32016
+    kind = "address_in_use"
+
+
 ERROR_TYPES: tuple[type[AsrproError], ...] = (
     ParseError,
     InvalidRequest,
@@ -152,6 +166,8 @@ ERROR_TYPES: tuple[type[AsrproError], ...] = (
     EngineCrashed,
     EngineUnavailable,
     NotFound,
+    DownloadFailed,
+    AddressInUse,
 )
 """Every wire error, in code order; documented in the README and the OpenRPC document."""
 

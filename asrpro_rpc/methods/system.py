@@ -1,4 +1,4 @@
-"""System methods: devices (more arrive with the system services)."""
+"""System methods: devices, health, resources."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import anyio
 
 from ..devices import DeviceReport, probe_devices
 from ..rpc import RequestContext, rpc_method
+from ..services.system import HealthResult, ResourcesResult
 
 
 @rpc_method("system.devices", summary="CPU features, CUDA GPUs, Apple MPS and ONNX Runtime providers.")
@@ -13,4 +14,17 @@ async def devices(ctx: RequestContext) -> DeviceReport:
     return await anyio.to_thread.run_sync(probe_devices)
 
 
-METHODS = [devices]
+@rpc_method("system.health", summary="Status, engine state and resident model, uptime, last error, warnings.")
+async def health(ctx: RequestContext) -> HealthResult:
+    return await anyio.to_thread.run_sync(ctx.app.system.health)
+
+
+@rpc_method(
+    "system.resources",
+    summary="Sidecar and engine RSS, CPU, threads and fds; system memory; GPU memory; model-cache disk.",
+)
+async def resources(ctx: RequestContext) -> ResourcesResult:
+    return await anyio.to_thread.run_sync(ctx.app.system.resources)
+
+
+METHODS = [devices, health, resources]

@@ -1,0 +1,299 @@
+"""System service: health, resource usage, and low-memory / low-disk warnings before a model load.
+
+GPU memory comes from torch only when torch is already imported in this process (importing it costs
+~230 MB), else from ``nvidia-smi`` when it is on the PATH; the probe is an injected seam for tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import psutil
+
+from .. import __version__
+from ..registry import ModelSpec
+from .models import EngineStatus
+
+log = logging.getLogger(__name__)
+Notify = Callable[[str, Any], None]
+
+_LOAD_HEADROOM_BYTES = 256 << 20
+_NEMO_IMPORT_BYTES = 900 << 20
+"""``import nemo.collections.asr`` alone takes ~820 MB in the engine process."""
+LOW_DISK_BYTES = 1 << 30
+
+
+class LastError(msgspec.Struct, frozen=True, kw_only=True):
+    kind: str
+    message: str
+    at_s: float
+    """Unix time."""
+
+
+class HealthResult(msgspec.Struct, frozen=True, kw_only=True):
+    status: Literal["ok", "degraded"]
+    """``degraded``: memory or disk is low right now (see ``warnings``)."""
+    version: str
+    pid: int
+    uptime_s: float
+    model: EngineStatus
+    """The engine process: state, resident model, device."""
+    last_error: LastError | None
+    warnings: list[str]
+
+
+class ProcessUsage(msgspec.Struct, frozen=True, kw_only=True):
+    pid: int
+    rss_bytes: int
+    cpu_percent: float
+    """Since the previous system.resources call (100 = one core busy)."""
+    threads: int
+    open_files: int
+    """Open file descriptors (handles on Windows)."""
+
+
+class MemoryUsage(msgspec.Struct, frozen=True, kw_only=True):
+    total_bytes: int
+    available_bytes: int
+    used_percent: float
+
+
+class GpuMemory(msgspec.Struct, frozen=True, kw_only=True):
+    index: int
+    name: str
+    total_bytes: int
+    free_bytes: int
+    used_bytes: int
+
+
+class DiskUsage(msgspec.Struct, frozen=True, kw_only=True):
+    path: str
+    """The model cache directory (or the nearest existing parent)."""
+    total_bytes: int
+    free_bytes: int
+
+
+class ResourcesResult(msgspec.Struct, frozen=True, kw_only=True):
+    process: ProcessUsage
+    engine: ProcessUsage | None
+    """The engine host process, when a model is loaded."""
+    memory: MemoryUsage
+    gpus: list[GpuMemory]
+    disk: DiskUsage
+
+
+GpuProbe = Callable[[], list[GpuMemory]]
+
+
+def probe_gpu_memory() -> list[GpuMemory]:
+    """Per-GPU memory: torch if already imported, else ``nvidia-smi``, else none."""
+    torch: Any = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        gpus = []
+        for index in range(torch.cuda.device_count()):
+            free, total = torch.cuda.mem_get_info(index)
+            name = torch.cuda.get_device_name(index)
+            gpus.append(
+                GpuMemory(index=index, name=name, total_bytes=total, free_bytes=free, used_bytes=total - free)
+            )
+        return gpus
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return []
+    query = "--query-gpu=index,name,memory.total,memory.free,memory.used"
+    try:
+        out = subprocess.run(
+            [smi, query, "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.debug("nvidia-smi failed", extra={"error": str(exc)})
+        return []
+    return parse_nvidia_smi(out)
+
+
+def parse_nvidia_smi(text: str) -> list[GpuMemory]:
+    """Rows of ``index, name, total MiB, free MiB, used MiB``."""
+    gpus = []
+    for line in text.strip().splitlines():
+        cells = [c.strip() for c in line.split(",")]
+        if len(cells) != 5 or not all(c.isdigit() for c in (cells[0], *cells[2:])):
+            continue
+        index, name, total, free, used = cells
+        gpus.append(
+            GpuMemory(
+                index=int(index),
+                name=name,
+                total_bytes=int(total) << 20,
+                free_bytes=int(free) << 20,
+                used_bytes=int(used) << 20,
+            )
+        )
+    return gpus
+
+
+class SystemService:
+    """Health and resources of this sidecar; warns before a model load that would not fit."""
+
+    def __init__(
+        self,
+        *,
+        models_dir: Path,
+        engine_status: Callable[[], EngineStatus],
+        notify: Notify,
+        gpu_probe: GpuProbe = probe_gpu_memory,
+        memory_probe: Callable[[], MemoryUsage] | None = None,
+    ) -> None:
+        self.models_dir = models_dir
+        self._engine_status = engine_status
+        self._notify = notify
+        self._gpu_probe = gpu_probe
+        self._memory_probe = memory_probe or _system_memory
+        self._started_s = time.monotonic()
+        self._process = psutil.Process()
+        self._process.cpu_percent(None)  # starts the CPU measurement window
+        self._engine_process: psutil.Process | None = None
+        self._last_error: LastError | None = None
+        self._lock = threading.Lock()
+
+    # --- last error ----------------------------------------------------------------------------------
+    def record_error(self, kind: str, message: str) -> None:
+        """Remember an error for ``system.health`` (thread-safe)."""
+        with self._lock:
+            self._last_error = LastError(kind=kind, message=message, at_s=time.time())
+
+    def observe(self, method: str, params: Any) -> None:
+        """A notification listener: error-level notifications become the last error."""
+        if method != "notification":
+            return
+        fields = params if isinstance(params, dict) else msgspec.structs.asdict(params)
+        if fields.get("level") == "error":
+            self.record_error(fields.get("kind") or "error", str(fields.get("message", "")))
+
+    # --- queries -------------------------------------------------------------------------------------
+    def health(self) -> HealthResult:
+        warnings = self._pressure_warnings()
+        return HealthResult(
+            status="degraded" if warnings else "ok",
+            version=__version__,
+            pid=os.getpid(),
+            uptime_s=round(time.monotonic() - self._started_s, 3),
+            model=self._engine_status(),
+            last_error=self._last_error,
+            warnings=warnings,
+        )
+
+    def resources(self) -> ResourcesResult:
+        """A snapshot (blocking: run it in a worker thread; nvidia-smi may take ~100 ms)."""
+        disk_path = _existing(self.models_dir)
+        disk = shutil.disk_usage(disk_path)
+        engine_pid = self._engine_status().pid
+        return ResourcesResult(
+            process=_usage(self._process),
+            engine=self._engine_usage(engine_pid),
+            memory=self._memory_probe(),
+            gpus=self._gpu_probe(),
+            disk=DiskUsage(path=str(disk_path), total_bytes=disk.total, free_bytes=disk.free),
+        )
+
+    def check_before_load(self, spec: ModelSpec, device: str = "cpu") -> None:
+        """Warn (a ``notification``, kind ``low_memory``) when the model likely won't fit in free memory.
+
+        The estimate is the registry's download size plus headroom (plus NeMo's import for .nemo models),
+        set against free GPU memory when the load targets CUDA and a probe sees it, else free RAM. A warning
+        only: the load still runs (estimates are rough; the OS may free caches).
+        """
+        needed = estimate_load_bytes(spec)
+        gpus = self._gpu_probe() if device.startswith("cuda") else []
+        free, where = (
+            (gpus[0].free_bytes, f"GPU {gpus[0].name}")
+            if gpus
+            else (self._memory_probe().available_bytes, "RAM")
+        )
+        if free >= needed:
+            return
+        message = (
+            f"Loading {spec.display_name} needs about {needed / 1e9:.1f} GB but only {free / 1e9:.1f} GB of "
+            f"{where} is free: it may fail or make the system swap. Close other applications or pick a "
+            "smaller model."
+        )
+        log.warning("low memory before load", extra={"model_id": spec.id, "needed": needed, "free": free})
+        self._notify("notification", {"level": "warning", "message": message, "kind": "low_memory"})
+
+    def check_disk_for_download(self, spec: ModelSpec) -> None:
+        """Warn (kind ``low_disk``) when a download would leave less than 1 GB free in the model cache."""
+        free = shutil.disk_usage(_existing(self.models_dir)).free
+        if free - 2 * spec.size_bytes >= LOW_DISK_BYTES:
+            return
+        message = (
+            f"Downloading {spec.display_name} ({spec.size_bytes / 1e9:.1f} GB) leaves little disk space in "
+            f"{self.models_dir} ({free / 1e9:.1f} GB free now). Delete unused models (models.delete)."
+        )
+        self._notify("notification", {"level": "warning", "message": message, "kind": "low_disk"})
+
+    # --- internals -----------------------------------------------------------------------------------
+    def _pressure_warnings(self) -> list[str]:
+        warnings = []
+        memory = self._memory_probe()
+        if memory.available_bytes < _LOAD_HEADROOM_BYTES * 2:
+            warnings.append(f"Low memory: {memory.available_bytes / 1e6:,.0f} MB available.")
+        free = shutil.disk_usage(_existing(self.models_dir)).free
+        if free < LOW_DISK_BYTES:
+            warnings.append(f"Low disk space in the model cache: {free / 1e6:,.0f} MB free.")
+        return warnings
+
+    def _engine_usage(self, pid: int | None) -> ProcessUsage | None:
+        if pid is None:
+            self._engine_process = None
+            return None
+        if self._engine_process is None or self._engine_process.pid != pid:
+            self._engine_process = psutil.Process(pid)
+            self._engine_process.cpu_percent(None)
+        try:
+            return _usage(self._engine_process)
+        except psutil.Error:
+            return None
+
+
+def estimate_load_bytes(spec: ModelSpec) -> int:
+    """Rough resident size of a loaded model: its files plus headroom (plus NeMo for .nemo)."""
+    extra = _NEMO_IMPORT_BYTES if spec.engine == "nemo" else 0
+    return int(spec.size_bytes * 1.2) + _LOAD_HEADROOM_BYTES + extra
+
+
+def _usage(process: psutil.Process) -> ProcessUsage:
+    with process.oneshot():
+        files = process.num_handles() if sys.platform == "win32" else process.num_fds()
+        return ProcessUsage(
+            pid=process.pid,
+            rss_bytes=process.memory_info().rss,
+            cpu_percent=process.cpu_percent(None),
+            threads=process.num_threads(),
+            open_files=files,
+        )
+
+
+def _system_memory() -> MemoryUsage:
+    memory = psutil.virtual_memory()
+    return MemoryUsage(
+        total_bytes=memory.total, available_bytes=memory.available, used_percent=memory.percent
+    )
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
