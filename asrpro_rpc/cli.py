@@ -73,6 +73,11 @@ def _build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", parents=[common], help="list or import models")
     models_actions = models.add_subparsers(dest="models_action")
     models_actions.add_parser("list", help="list the models and whether they are on this machine")
+    downloader = models_actions.add_parser(
+        "download", help="download a model from its Hugging Face repo (or $ASRPRO_HUB_URL); resumable"
+    )
+    downloader.add_argument("model", metavar="ID", help="a built-in model id (asrpro models list)")
+    downloader.add_argument("--update", action="store_true", help="fetch the latest revision if newer")
     exporter = models_actions.add_parser(
         "export-onnx", help="export a Parakeet .nemo model to ONNX (needs NeMo) for the onnx-asr route"
     )
@@ -173,6 +178,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .cli_commands import transcribe_command
 
         return transcribe_command(args)
+    if args.command == "models" and args.models_action == "download":
+        from .cli_downloads import download_command
+
+        return download_command(args)
     if args.command == "models":
         if args.models_action == "export-onnx":
             from .engines.onnx_export import export_command

@@ -8,7 +8,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -363,3 +366,21 @@ def test_sidecar_downloads_then_loads_on_first_use(
         assert error["data"]["kind"] == "download_failed" and error["data"]["reason"] == "not_found"
     finally:
         sidecar.kill()
+
+
+def test_cli_models_download(hub: FakeHub, tmp_path: Path) -> None:
+    hub.add(SMALL.source, _model_files(b"cli"))
+    env = {
+        **os.environ,
+        "ASRPRO_HUB_URL": hub.url,
+        "ASRPRO_MODELS_DIR": str(tmp_path / "models"),
+        "ASRPRO_CONFIG_DIR": str(tmp_path / "config"),
+    }
+    command = [sys.executable, "-m", "asrpro_rpc", "models", "download", SMALL.id]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "models" / SMALL.id / "model.bin").is_file() and "ready in" in done.stderr
+    offline = subprocess.run(
+        [*command[:-1], "whisper-tiny"], env={**env, "ASRPRO_OFFLINE": "1"}, capture_output=True, text=True
+    )
+    assert offline.returncode == 1 and "ASRPRO_OFFLINE" in offline.stderr
