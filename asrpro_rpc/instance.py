@@ -23,6 +23,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO
@@ -63,10 +64,10 @@ def runtime_dir() -> Path:
     override = os.environ.get("ASRPRO_RUNTIME_DIR")
     if override:
         return Path(override)
-    for candidate in (
-        platformdirs.user_runtime_dir(paths.APP_NAME, appauthor=False),
-        platformdirs.user_state_dir(paths.APP_NAME, appauthor=False),
-    ):
+    with warnings.catch_warnings():  # no $XDG_RUNTIME_DIR: platformdirs warns and falls back to /tmp
+        warnings.simplefilter("ignore")
+        runtime = platformdirs.user_runtime_dir(paths.APP_NAME, appauthor=False)
+    for candidate in (runtime, platformdirs.user_state_dir(paths.APP_NAME, appauthor=False)):
         try:
             Path(candidate).mkdir(parents=True, exist_ok=True)
         except OSError:
