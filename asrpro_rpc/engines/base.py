@@ -33,6 +33,8 @@ class LoadSpec(msgspec.Struct, frozen=True, kw_only=True):
     """CPU threads per transcription; 0 uses every core this process may run on."""
     max_concurrency: int = 1
     """Transcriptions the loaded model may run at once (faster-whisper ``num_workers``)."""
+    languages: tuple[str, ...] = ()
+    """The registry's languages for the model (engines that can't detect a language report these)."""
 
 
 class LoadInfo(msgspec.Struct, frozen=True, kw_only=True):
