@@ -88,7 +88,7 @@ def _supported_rates(sd: Any, index: int) -> list[int]:
     return rates
 
 
-def _portaudio_inputs(sd: Any) -> list[tuple[int, AudioDevice]]:
+def _portaudio_inputs(sd: Any, probe_rates: bool) -> list[tuple[int, AudioDevice]]:
     host_apis = sd.query_hostapis()
     try:
         default_index = int(sd.default.device[0])
@@ -113,7 +113,7 @@ def _portaudio_inputs(sd: Any) -> list[tuple[int, AudioDevice]]:
                     host_api=host_api,
                     max_input_channels=info["max_input_channels"],
                     default_sample_rate_hz=float(info["default_samplerate"]),
-                    supported_sample_rates_hz=_supported_rates(sd, info["index"]),
+                    supported_sample_rates_hz=_supported_rates(sd, info["index"]) if probe_rates else [],
                     is_default=info["index"] == default_index,
                     backend="portaudio",
                 ),
@@ -141,11 +141,12 @@ def _pulse_inputs(pulse_index: int | None, rates: list[int]) -> list[AudioDevice
     ]
 
 
-def _scan() -> tuple[list[AudioDevice], dict[str, OpenTarget]]:
+def _scan(probe_rates: bool = True) -> tuple[list[AudioDevice], dict[str, OpenTarget]]:
+    """The devices and how to open each; ``probe_rates`` opens each device once per standard rate."""
     import sounddevice as sd
 
     with PORTAUDIO_LOCK:
-        portaudio = _portaudio_inputs(sd)
+        portaudio = _portaudio_inputs(sd, probe_rates)
     pulse_pcm = next((i for i, d in portaudio if d.name == "pulse"), None)
     pulse_rates = next((d.supported_sample_rates_hz for _, d in portaudio if d.name == "pulse"), [])
     sources = _pulse_inputs(pulse_pcm, pulse_rates)
@@ -169,7 +170,7 @@ def resolve_device(selector: str | None) -> OpenTarget:
     Raises:
         DeviceUnavailable: nothing (or more than one device) matches; ``data.available`` lists the ids.
     """
-    devices, targets = _scan()
+    devices, targets = _scan(probe_rates=False)
     available = [d.id for d in devices]
     if selector is None:
         default = next((t for t in targets.values() if t.device.is_default), None)
