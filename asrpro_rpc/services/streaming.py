@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -244,6 +245,7 @@ class StreamingService:
                     stream.processor = await anyio.to_thread.run_sync(
                         lambda: StreamProcessor(SileroVad(), params.tuning())
                     )
+                    await self._warm_up(stream, resident)
                     if params.source == "microphone":
                         capture = await anyio.to_thread.run_sync(self._open_microphone, stream, params)
                     stream.ready.set()
@@ -260,6 +262,14 @@ class StreamingService:
             self._streams.pop(stream.id, None)
             stream.ready.set()
             stream.done.set()
+
+    async def _warm_up(self, stream: LiveStream, resident: Any) -> None:
+        """Decode half a second of silence: checks the options (language, task) on this model before the
+        stream goes live, and pays the first decode's one-off cost before the user speaks."""
+        import numpy as np
+
+        await self._decode(stream, resident, np.zeros(SAMPLE_RATE_HZ // 2, dtype=np.float32), 0.0)
+        stream.language = stream.options.language
 
     def _open_microphone(self, stream: LiveStream, params: StreamStartParams) -> Any:
         from ..audio.capture import InputCapture
@@ -338,8 +348,18 @@ class StreamingService:
         """Decode ``audio`` in the engine process; words in stream time."""
         options = msgspec.structs.replace(stream.options, prompt=stream.prompt())
         pcm = audio.astype("<f4").tobytes()
+        started_s = time.perf_counter()
         transcript = await run_blocking(
             lambda cancel: resident.host.transcribe_audio(pcm, SAMPLE_RATE_HZ, "f32", options, cancel)
+        )
+        log.debug(
+            "stream decode",
+            extra={
+                "stream_id": stream.id,
+                "audio_s": round(len(audio) / SAMPLE_RATE_HZ, 2),
+                "decode_s": round(time.perf_counter() - started_s, 3),
+                "pending_s": round(stream.pending_s, 2),
+            },
         )
         stream.language = transcript.language
         return [
