@@ -271,11 +271,10 @@ def _choose(spec: LoadSpec, torch: Any) -> tuple[str, str, list[str]]:
         mps_available=bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),
     )
     device, warnings = choose_device(spec.device, report, supported=("cpu", "cuda", "mps"))
+    supported: tuple[str, ...] = ("float32",)
     if device == "cuda":
         torch.cuda.set_device(spec.device_index)
         supported = _CUDA_COMPUTE_TYPES if torch.cuda.is_bf16_supported() else _CUDA_COMPUTE_TYPES[1:]
-    else:
-        supported = ("float32",)
     requested = spec.compute_type if spec.compute_type not in (None, "auto", "default") else supported[0]
     if requested in supported:
         return device, requested, warnings

@@ -81,6 +81,10 @@ def _describe(model: Any) -> tuple[str, list[str]]:
     return "nemo-conformer-ctc", [*decoder_vocabulary, "<blk>"]
 
 
+def _say(message: str) -> None:
+    sys.stderr.write(f"asrpro: {message}\n")
+
+
 def export_command(model: str, output: str | None) -> int:
     """The CLI: resolve ``model`` (an id or a ``.nemo`` path), export, report on stderr."""
     from asrpro_rpc.engines.parakeet import onnx_export_dir
@@ -104,7 +108,7 @@ def export_command(model: str, output: str | None) -> int:
                 )
         out_dir = Path(output).expanduser().resolve() if output else onnx_export_dir(nemo_path)
         with contextlib.redirect_stdout(sys.stderr):  # NeMo and its telemetry print; stdout stays clean
-            export_onnx(nemo_path, out_dir, lambda message: sys.stderr.write(f"asrpro: {message}\n"))
+            export_onnx(nemo_path, out_dir, _say)
     except errors.AsrproError as exc:
         sys.stderr.write(f"asrpro: {exc.message}\n")
         return 1

@@ -86,6 +86,6 @@ def silero_cut_finder() -> CutFinder:
             return len(region)
         if length <= 0:
             return quietest_cut(region, sample_rate_hz)
-        return (lo + hi) // 2
+        return int(lo + hi) // 2
 
     return find
