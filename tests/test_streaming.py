@@ -216,3 +216,26 @@ def test_microphone_stream_on_the_virtual_mic(
     assert of(sidecar, "stream.partial", stream_id)
     assert of(sidecar, "stream.final", stream_id)[0]["reason"] == "silence"
     assert wer(SPEECH_TEXT, summary["text"]) <= 0.3, summary["text"]
+
+
+def test_parakeet_streams_through_the_same_policy(
+    tiny_parakeet_onnx: Path, tmp_path: Path, speech_sentences: list[tuple[str, Path]]
+) -> None:
+    """The tiny random Parakeet (ONNX route): random words, so structure only."""
+    env = {"ASRPRO_MODELS_DIR": str(tmp_path / "models"), "ASRPRO_CONFIG_DIR": str(tmp_path / "config")}
+    sidecar = Sidecar(env=env)
+    try:
+        sidecar.call("models.register", {"id": "pk", "path": str(tiny_parakeet_onnx)})
+        stream_id = sidecar.call("stream.start", {"model": "pk"}, timeout_s=120)["stream_id"]
+        rng = random.Random(6)
+        for _, wav in speech_sentences[:2]:
+            push_paced(sidecar, stream_id, pcm16(wav), rng)
+            results(sidecar, push(sidecar, stream_id, silence(GAP_S), rng))
+        summary = sidecar.call("stream.stop", {"stream_id": stream_id}, timeout_s=120)
+    finally:
+        sidecar.kill()
+    partials, finals = of(sidecar, "stream.partial", stream_id), of(sidecar, "stream.final", stream_id)
+    assert partials
+    check_stable_never_changes(partials, finals)
+    assert [f["segment"] for f in finals] == summary["segments"]
+    assert all(0 <= s["start"] <= s["end"] <= summary["duration"] for s in summary["segments"])
