@@ -12,6 +12,7 @@ from typing import Any
 
 from . import __version__
 from .log import configure_logging
+from .transport import guard_stdout
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -168,6 +169,8 @@ def _http_request(args: argparse.Namespace) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
+    serving = args.command in (None, "serve")
+    protocol_fd = guard_stdout() if serving else None  # before anything can print: fd 1 is the wire
     log_level = getattr(args, "log_level", None)
     if getattr(args, "config_dir", None):
         os.environ["ASRPRO_CONFIG_DIR"] = os.path.abspath(args.config_dir)  # engine processes inherit it
@@ -201,7 +204,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .server import run_stdio_server
 
     try:
+        assert protocol_fd is not None
         return run_stdio_server(
+            protocol_fd,
             allow_multiple=getattr(args, "allow_multiple", False),
             replace=getattr(args, "replace", False),
             http=_http_request(args),

@@ -16,7 +16,7 @@ from .dispatcher import Session
 from .http.controller import HttpStartRequest
 from .instance import InstanceLock, make_scratch_dir, remove_scratch_dir, watch_parent
 from .methods import all_methods
-from .transport import LineReader, LineTooLong, MessageWriter, guard_stdout
+from .transport import LineReader, LineTooLong, MessageWriter
 
 log = logging.getLogger(__name__)
 Batch = list[bytes | LineTooLong] | None
@@ -42,9 +42,8 @@ async def _shut_down(session: Session, app: App) -> None:
     session.request_exit(0)
 
 
-async def serve_stdio(app: App) -> int:
-    """Serve JSON-RPC on stdin/stdout until exit or EOF; return the exit code."""
-    protocol_fd = guard_stdout()
+async def serve_stdio(app: App, protocol_fd: int) -> int:
+    """Serve JSON-RPC on stdin and ``protocol_fd`` (the real stdout) until exit or EOF; return the exit code."""
     writer = MessageWriter(protocol_fd)
     writer.start()
     session = Session(all_methods(), app, writer.send)
@@ -81,9 +80,14 @@ async def serve_stdio(app: App) -> int:
 
 
 def run_stdio_server(
-    *, allow_multiple: bool = False, replace: bool = False, http: HttpStartRequest | None = None
+    protocol_fd: int,
+    *,
+    allow_multiple: bool = False,
+    replace: bool = False,
+    http: HttpStartRequest | None = None,
 ) -> int:
-    """Entry point for ``asrpro serve``: single-instance lock, private temp dir, then serve.
+    """Entry point for ``asrpro serve``: single-instance lock, private temp dir, then serve on
+    ``protocol_fd`` (from ``transport.guard_stdout``, taken before anything else could print).
 
     Raises:
         AlreadyRunning: another sidecar serves the same settings (without ``allow_multiple``/``replace``).
@@ -96,7 +100,7 @@ def run_stdio_server(
         app = App()
         app.instance_lock = lock
         app.http.launch_request = http  # `serve --http`; otherwise the settings decide
-        return anyio.run(serve_stdio, app)
+        return anyio.run(serve_stdio, app, protocol_fd)
     finally:
         remove_scratch_dir(scratch)
         if lock is not None:

@@ -199,7 +199,7 @@ def noise():
         warnings.warn("a library warning")
         time.sleep(0.005)
 
-threading.Timer(0.2, noise).start()
+threading.Timer(0.5, noise).start()  # while it starts up (fd 1 is guarded first thing) and serves
 raise SystemExit(cli.main(["serve"]))
 """
 
