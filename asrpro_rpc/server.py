@@ -43,7 +43,8 @@ async def _shut_down(session: Session, app: App) -> None:
 
 
 async def serve_stdio(app: App, protocol_fd: int) -> int:
-    """Serve JSON-RPC on stdin and ``protocol_fd`` (the real stdout) until exit or EOF; return the exit code."""
+    """Serve JSON-RPC on stdin and ``protocol_fd`` (the real stdout) until exit or EOF; return the exit
+    code."""
     writer = MessageWriter(protocol_fd)
     writer.start()
     session = Session(all_methods(), app, writer.send)
