@@ -23,7 +23,7 @@ import msgspec
 
 from .. import errors
 from ..notifications import NotificationMessage, StreamFinal, StreamPartial
-from ..streaming.processor import StreamProcessor, StreamTuning, Utterance
+from ..streaming.processor import EndReason, StreamProcessor, StreamTuning, Utterance
 from ..streaming.session import Encoding, LiveStream, StreamSummary, samples_from_bytes
 from ..streaming.vad import SAMPLE_RATE_HZ, GateTuning, SileroVad
 from ..transcripts import Segment, TranscribeOptions, Word
@@ -339,7 +339,7 @@ class StreamingService:
             segment = stream.processor.finalize(utterance, words)
             self._announce(stream, [segment] if segment else [], utterance.reason)
 
-    def _announce(self, stream: LiveStream, segments: list[Segment], reason: str) -> None:
+    def _announce(self, stream: LiveStream, segments: list[Segment], reason: EndReason) -> None:
         for segment in segments:
             stream.segments.append(segment)
             self._notify("stream.final", StreamFinal(stream_id=stream.id, segment=segment, reason=reason))

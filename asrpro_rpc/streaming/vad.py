@@ -32,7 +32,7 @@ class SileroVad:
 
     def __init__(self, model_path: str | None = None) -> None:
         import numpy as np
-        import onnxruntime
+        import onnxruntime  # type: ignore[import-untyped]
 
         options = onnxruntime.SessionOptions()
         options.inter_op_num_threads = 1
