@@ -156,7 +156,7 @@ class DownloadService:
         revision = spec.revision or "main"
         progress(0.0, message=f"contacting {self.client.base_url}")
         remotes = [self.client.head(spec.source, revision, name, spec.id) for name in spec.files]
-        commit = remotes[0].commit or (spec.revision if spec.revision else None)
+        commit = remotes[0].commit or spec.revision
         if commit and all(r.commit == commit for r in remotes) and revision == "main":
             # Pin the rest of the download to the commit the first file resolved to.
             remotes = [
