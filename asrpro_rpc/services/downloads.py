@@ -18,15 +18,18 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import msgspec
 
 from .. import errors
-from ..downloads import HubClient, RemoteFile
 from ..model_store import ModelStore
 from ..registry import ModelSpec
 from .models import LoadProgress, run_blocking
+
+if TYPE_CHECKING:
+    from ..downloads import HubClient, RemoteFile  # imported when first used: urllib/ssl cost ~20 ms
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +67,17 @@ class DownloadService:
 
     def __init__(self, store: ModelStore, client: HubClient | None = None) -> None:
         self.store = store
-        self.client = client or HubClient()
+        self._client = client
         self._locks: dict[str, anyio.Lock] = {}
+
+    @property
+    def client(self) -> HubClient:
+        """The hub client, created on first use (keeps the network stack out of start-up)."""
+        if self._client is None:
+            from ..downloads import HubClient
+
+            self._client = HubClient()
+        return self._client
 
     def staging_dir(self, model_id: str) -> Path:
         return self.store.models_dir / ".downloads" / model_id
