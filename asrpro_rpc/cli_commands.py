@@ -100,7 +100,7 @@ async def _transcribe_files(args: Any) -> int:
                         timestamp_granularities=granularities,  # type: ignore[arg-type]
                     )
                     result = await app.transcription.transcribe_file(
-                        params, lambda fraction, **_: update(label, fraction)
+                        params, lambda fraction, label=label, **_: update(label, fraction)
                     )
                 except errors.AsrproError as exc:
                     failures += 1
