@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 
 from . import paths
+from .errors import AsrproError
 from .http.controller import SHUTDOWN_GRACE_S, HttpController
 from .instance import InstanceLock
 from .methods.config import announce_changes
@@ -78,6 +79,10 @@ class App:
         """Send a notification to every connected host (thread-safe)."""
         for listener in list(self.listeners):
             listener(method, params)
+
+    def record_fault(self, error: AsrproError) -> None:
+        """A request failed through no fault of its own: ``system.health`` reports it as the last error."""
+        self.system.record_error(error.kind, error.message)
 
     async def select_model(self, model_id: str) -> ModelSpec:
         """Make ``model_id`` the default model and remember it in the settings."""

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 CANCEL_METHOD = "$/cancelRequest"
+SERVER_FAULTS = frozenset({"internal_error", "engine_crashed", "model_load_failed", "out_of_memory"})
+"""Error kinds that say something is wrong with the sidecar, not the request (``system.health`` shows the
+last one)."""
 DRAIN_S = 1.0
 """On exit or EOF, requests already running get this long to finish before they are cancelled."""
 _NOT_SET = msgspec.UNSET
@@ -298,7 +301,10 @@ class Session:
             if is_notification:
                 log.warning("notification failed", extra={"method": method.name, "error": str(exc)})
                 return None
-            return _error_response(reply_id, error_for(exc))
+            error = error_for(exc)
+            if error.kind in SERVER_FAULTS:
+                self.app.record_fault(error)
+            return _error_response(reply_id, error)
         finally:
             if reply_id is not None:
                 self._inflight.pop(reply_id, None)

@@ -254,6 +254,7 @@ def test_engine_crash_costs_one_request(tiny: Sidecar, long_audio_factory, speec
     reply = tiny.response(request_id, timeout_s=30)
     assert reply["error"]["data"]["kind"] == "engine_crashed", reply
     assert tiny.call("ping")["pong"]
+    assert tiny.call("system.health")["last_error"]["kind"] == "engine_crashed"
     again = tiny.call("transcribe.file", {"path": str(speech_wav), "model": "tiny", **FAST})
     assert again["model"] == "tiny" and _engine_pid(tiny) != pid
 
@@ -296,5 +297,7 @@ def test_thirty_minute_file_keeps_memory_bounded(tiny: Sidecar, long_audio_facto
     long_reply, long_peak = _peak_engine_rss(tiny, long_audio_factory(30.0))
     assert long_reply["result"]["duration"] > 29 * 60 and short_reply["result"]["duration"] > 9 * 60
     extra_audio_bytes = 20 * 60 * 16000 * 4  # the decoded samples of the 20 extra minutes
-    assert long_peak - short_peak < extra_audio_bytes + 100 * 1024 * 1024, (short_peak, long_peak)
+    # Growth may hold those samples twice (the decoder's buffer while it is trimmed) plus allocator slack;
+    # an engine that featurised the whole file at once grew by ~1 GB here.
+    assert long_peak - short_peak < 2 * extra_audio_bytes + 100 * 1024 * 1024, (short_peak, long_peak)
     assert psutil.Process(tiny.process.pid).memory_info().rss - sidecar_rss < 30 * 1024 * 1024
