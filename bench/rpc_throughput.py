@@ -22,8 +22,9 @@ from asrpro_rpc.methods import all_methods
 
 def _spawn() -> subprocess.Popen[bytes]:
     env = {**os.environ, "ASRPRO_LOG_LEVEL": "warning"}
-    return subprocess.Popen([sys.executable, "-m", "asrpro_rpc", "serve"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "asrpro_rpc", "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+    )
 
 
 def pipelined(count: int) -> float:

@@ -25,8 +25,9 @@ def sidecar_initialize() -> tuple[float, int]:
     """Seconds until ``initialize`` is answered, and the idle RSS after it."""
     env = {**os.environ, "ASRPRO_LOG_LEVEL": "warning"}
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "asrpro_rpc", "serve"], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, env=env)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "asrpro_rpc", "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+    )
     assert process.stdin and process.stdout
     process.stdin.write(b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}\n')
     process.stdin.flush()

@@ -79,8 +79,10 @@ def main() -> None:
     print(f"faster-whisper in-process: {direct_s:.3f} s")
     print(f"through the sidecar:       {sidecar_s:.3f} s  (ratio {sidecar_s / direct_s:.3f})")
     print(f"cold load (spawn engine + load weights): {cold_load_s:.2f} s")
-    print(f"RSS incl. engine: idle {idle / mib:.0f} MiB, loaded {loaded / mib:.0f} MiB, "
-          f"after unload {after / mib:.0f} MiB")
+    print(
+        f"RSS incl. engine: idle {idle / mib:.0f} MiB, loaded {loaded / mib:.0f} MiB, "
+        f"after unload {after / mib:.0f} MiB"
+    )
 
 
 if __name__ == "__main__":

@@ -45,7 +45,9 @@ print(f"connected to {info['name']} {info['version']} (pid {info['pid']})")
 print("ping:", call("ping")["pong"])
 if len(sys.argv) > 1:
     try:
-        print("transcript:", call("transcribe.file", {"path": sys.argv[1], "response_format": "json"})["text"])
+        print(
+            "transcript:", call("transcribe.file", {"path": sys.argv[1], "response_format": "json"})["text"]
+        )
     except RpcError as error:
         print(f"transcription failed ({error.kind}): {error}")
 call("shutdown")
