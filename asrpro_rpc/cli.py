@@ -174,7 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     log_level = getattr(args, "log_level", None)
     if getattr(args, "config_dir", None):
         os.environ["ASRPRO_CONFIG_DIR"] = os.path.abspath(args.config_dir)  # engine processes inherit it
-    configure_logging(log_level)
+    # People at a terminal see warnings and errors; a host reading the sidecar's stderr gets info.
+    configure_logging(log_level or (None if serving else os.environ.get("ASRPRO_LOG_LEVEL", "warning")))
     if args.command == "call":
         return _call(args.method, args.params, log_level)
     if args.command == "transcribe":
