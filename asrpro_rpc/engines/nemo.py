@@ -20,9 +20,7 @@ from asrpro_rpc import errors
 from asrpro_rpc.engines.base import LoadInfo, LoadProgress, LoadSpec
 from asrpro_rpc.engines.parakeet_common import (
     SAMPLE_RATE_HZ,
-    build_transcript,
-    check_language,
-    transcribe_in_windows,
+    transcribe_parakeet,
     word,
 )
 from asrpro_rpc.transcripts import TranscribeOptions, Transcript, Word
@@ -53,7 +51,6 @@ class NemoEngine:
         self._autocast_dtype: Any = None
         self._lock = threading.Lock()
         self._local_attention = False
-        self._find_cut: Any = None
         self._is_cancelled: Callable[[], bool] | None = None
 
     def load(self, spec: LoadSpec, progress: LoadProgress) -> LoadInfo:
@@ -107,29 +104,19 @@ class NemoEngine:
     ) -> Transcript:
         if self._model is None:
             raise errors.InternalError("No model is loaded in this engine.")
-        language = check_language(options, self._languages, self._model_id)
-        if len(audio) > WINDOW_S * SAMPLE_RATE_HZ and self._find_cut is None:
-            from asrpro_rpc.engines.windows import silero_cut_finder
-
-            self._find_cut = silero_cut_finder()
         try:
-            windows = transcribe_in_windows(
+            return transcribe_parakeet(
                 audio,
+                options,
                 lambda window: self._transcribe_window(window, is_cancelled),
                 on_progress,
                 is_cancelled,
+                languages=self._languages,
+                model_id=self._model_id,
                 window_s=WINDOW_S,
-                find_cut=self._find_cut,
             )
         finally:
             self._free_device_cache()
-        return build_transcript(
-            windows,
-            duration_s=len(audio) / SAMPLE_RATE_HZ,
-            language=language,
-            word_timestamps=options.word_timestamps,
-            model_id=self._model_id,
-        )
 
     def unload(self) -> None:
         self._model = None

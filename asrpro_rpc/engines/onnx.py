@@ -20,9 +20,7 @@ from asrpro_rpc import errors
 from asrpro_rpc.engines.base import LoadInfo, LoadProgress, LoadSpec
 from asrpro_rpc.engines.parakeet_common import (
     SAMPLE_RATE_HZ,
-    build_transcript,
-    check_language,
-    transcribe_in_windows,
+    transcribe_parakeet,
     word,
 )
 from asrpro_rpc.transcripts import TranscribeOptions, Transcript, Word
@@ -58,7 +56,6 @@ class OnnxEngine:
         self._model_id = ""
         self._languages: tuple[str, ...] = ()
         self._frame_s = 0.08
-        self._find_cut: Any = None
 
     def load(self, spec: LoadSpec, progress: LoadProgress) -> LoadInfo:
         started_s = time.perf_counter()
@@ -128,25 +125,15 @@ class OnnxEngine:
     ) -> Transcript:
         if self._model is None:
             raise errors.InternalError("No model is loaded in this engine.")
-        language = check_language(options, self._languages, self._model_id)
-        if len(audio) > WINDOW_S * SAMPLE_RATE_HZ and self._find_cut is None:
-            from asrpro_rpc.engines.windows import silero_cut_finder
-
-            self._find_cut = silero_cut_finder()
-        windows = transcribe_in_windows(
+        return transcribe_parakeet(
             audio,
+            options,
             self._transcribe_window,
             on_progress,
             is_cancelled,
-            window_s=WINDOW_S,
-            find_cut=self._find_cut,
-        )
-        return build_transcript(
-            windows,
-            duration_s=len(audio) / SAMPLE_RATE_HZ,
-            language=language,
-            word_timestamps=options.word_timestamps,
+            languages=self._languages,
             model_id=self._model_id,
+            window_s=WINDOW_S,
         )
 
     def unload(self) -> None:

@@ -6,6 +6,7 @@ after each, cancellation between them), shifts the words to absolute times and g
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -51,6 +52,40 @@ def transcribe_in_windows(
         windows.append(_monotonic(words))
         on_progress(end / total)
     return windows
+
+
+def transcribe_parakeet(
+    audio: np.ndarray,
+    options: TranscribeOptions,
+    transcribe_window: WindowTranscriber,
+    on_progress: Callable[[float], None],
+    is_cancelled: Callable[[], bool],
+    *,
+    languages: Sequence[str],
+    model_id: str,
+    window_s: float,
+) -> Transcript:
+    """The whole of a Parakeet engine's ``transcribe`` but the per-window model call."""
+    language = check_language(options, languages, model_id)
+    find_cut = _shared_cut_finder() if len(audio) > window_s * SAMPLE_RATE_HZ else None
+    windows = transcribe_in_windows(
+        audio, transcribe_window, on_progress, is_cancelled, window_s=window_s, find_cut=find_cut
+    )
+    return build_transcript(
+        windows,
+        duration_s=len(audio) / SAMPLE_RATE_HZ,
+        language=language,
+        word_timestamps=options.word_timestamps,
+        model_id=model_id,
+    )
+
+
+@functools.cache
+def _shared_cut_finder() -> CutFinder:
+    """Silero VAD cut finder, built once per engine process (it loads an ONNX model)."""
+    from asrpro_rpc.engines.windows import silero_cut_finder
+
+    return silero_cut_finder()
 
 
 def build_transcript(
