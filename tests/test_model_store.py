@@ -298,3 +298,23 @@ def test_assembled_tiny_en_loads_offline(whisper_tiny_en_dir: Path) -> None:
 
     model = WhisperModel(str(whisper_tiny_en_dir), device="cpu", compute_type="int8", local_files_only=True)
     assert not model.model.is_multilingual
+
+
+# --- the `asrpro models` commands ---------------------------------------------------------------
+def test_models_commands_use_the_cache_the_settings_name(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    config_dir, cache = tmp_path / "config", tmp_path / "my-cache"
+    config_dir.mkdir()
+    (config_dir / "config.json").write_text(f'{{"model": {{"cache_directory": "{cache}"}}}}')
+    env = {**os.environ, "ASRPRO_CONFIG_DIR": str(config_dir)}
+    env.pop("ASRPRO_MODELS_DIR", None)
+    if "whisper-tiny.en" not in model_packs.available_packs():
+        pytest.skip("the whisper-tiny.en weight pack isn't installed")
+    run = [sys.executable, "-m", "asrpro_rpc", "models"]
+    done = subprocess.run([*run, "import", "whisper-tiny.en"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (cache / "whisper-tiny.en" / "model.bin").is_file()
+    listing = subprocess.run([*run, "list"], env=env, capture_output=True, text=True, check=True).stdout
+    assert any(line.split()[:1] == ["whisper-tiny.en"] and " yes " in line for line in listing.splitlines())
