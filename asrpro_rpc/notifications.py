@@ -33,6 +33,15 @@ class TranscriptionProgress(msgspec.Struct, frozen=True):
     file_id: str | None = None
 
 
+class TranscriptionSegment(msgspec.Struct, frozen=True):
+    """One finished segment of a running ``transcribe.file`` (asked for with ``segment_notifications``)."""
+
+    request_id: RequestId
+    segment: Segment
+    """As the result will have it: absolute times, final id."""
+    file_id: str | None = None
+
+
 class NotificationMessage(msgspec.Struct, frozen=True):
     level: Literal["info", "warning", "error"]
     message: str
@@ -48,6 +57,11 @@ class ConfigChanged(msgspec.Struct, frozen=True):
 NOTIFICATIONS: list[tuple[str, type[msgspec.Struct], str]] = [
     ("model.progress", ModelProgress, "Progress of a model load or download."),
     ("transcription.progress", TranscriptionProgress, "Progress of a transcription request."),
+    (
+        "transcription.segment",
+        TranscriptionSegment,
+        "A segment of a running transcription, as soon as decoded.",
+    ),
     ("notification", NotificationMessage, "Something the user may want to know (fallbacks, auto-unload)."),
     ("config.changed", ConfigChanged, "Settings changed (dotted keys); config.get has the values."),
 ]

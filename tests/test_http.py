@@ -162,6 +162,18 @@ def test_streaming_server_sent_events(shim: Shim, speech_wav: Path) -> None:
     assert shim.upload_files() == []
 
 
+@pytest.mark.real_weights
+def test_streaming_sends_segments_as_they_are_decoded(shim: Shim, speech_paragraph_wav: Path) -> None:
+    with speech_paragraph_wav.open("rb") as file:
+        stream = shim.sdk().audio.transcriptions.create(
+            file=file, model="whisper-tiny.en", language="en", stream=True
+        )
+        events = list(stream)
+    deltas = [e.delta for e in events if e.type == "transcript.text.delta"]
+    assert len(deltas) >= 2 and events[-1].type == "transcript.text.done"
+    assert "".join(deltas).split() == events[-1].text.split()
+
+
 # --- raw HTTP ---------------------------------------------------------------------------------------
 def test_srt_shortcut(shim: Shim, speech_wav: Path) -> None:
     with speech_wav.open("rb") as file:

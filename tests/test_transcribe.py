@@ -155,6 +155,22 @@ def test_progress_notifications_end_with_done(real: Sidecar, speech_paragraph_wa
     assert any(p["stage"] == "transcribing" and 0 < p["progress"] < 1 for p in progress)
 
 
+@pytest.mark.real_weights
+def test_segment_notifications_arrive_before_the_result(real: Sidecar, speech_paragraph_wav: Path) -> None:
+    real.notifications.clear()
+    params = {"path": str(speech_paragraph_wav), "model": "whisper-tiny.en", "segment_notifications": True}
+    request_id = real.request("transcribe.file", params)
+    result = real.response(request_id, timeout_s=120)["result"]
+    announced = [
+        n["params"]
+        for n in real.notifications
+        if n["method"] == "transcription.segment" and n["params"]["request_id"] == request_id
+    ]
+    assert len(result["segments"]) >= 2
+    assert [a["segment"] for a in announced] == result["segments"]
+    assert all(a["file_id"] == str(speech_paragraph_wav) for a in announced)
+
+
 # --- errors ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("fixture", "kind"),

@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
-from asrpro_rpc.transcripts import TranscribeOptions, Transcript
+from asrpro_rpc.transcripts import Segment, TranscribeOptions, Transcript
 
 if TYPE_CHECKING:
     import numpy as np
 
+SegmentSink = Callable[[Segment], None]
+"""Receives finished segments while a transcription runs."""
 LoadProgress = Callable[[float, str], None]
 """``(fraction 0..1, message)`` while a model loads."""
 
@@ -57,8 +59,13 @@ class Engine(Protocol):
         options: TranscribeOptions,
         on_progress: Callable[[float], None],
         is_cancelled: Callable[[], bool],
+        on_segment: SegmentSink | None = None,
     ) -> Transcript:
-        """Transcribe 16 kHz mono float32 ``audio``; raise ``RequestCancelled`` once ``is_cancelled()``."""
+        """Transcribe 16 kHz mono float32 ``audio``; raise ``RequestCancelled`` once ``is_cancelled()``.
+
+        ``on_segment`` receives each finished segment (absolute times, final ids) as soon as the engine
+        has it: during decoding for Whisper, after the last window for Parakeet.
+        """
         ...
 
     def unload(self) -> None: ...

@@ -23,7 +23,7 @@ import msgspec
 
 from asrpro_rpc import errors
 from asrpro_rpc.engines import host_protocol as hp
-from asrpro_rpc.engines.base import LoadInfo, LoadSpec
+from asrpro_rpc.engines.base import LoadInfo, LoadSpec, SegmentSink
 from asrpro_rpc.transcripts import TranscribeOptions, Transcript
 
 log = logging.getLogger(__name__)
@@ -148,14 +148,16 @@ class EngineHost:
         options: TranscribeOptions,
         on_progress: Callable[[float], None],
         cancel: threading.Event,
+        on_segment: SegmentSink | None = None,
     ) -> Transcript:
         """Transcribe the audio file at ``path``; ``cancel`` set -> ``RequestCancelled``.
 
-        A child that does not stop within ``cancel_grace_s`` of a cancel is killed (the host is then
-        dead; its other requests raise ``EngineCrashed``).
+        ``on_segment`` receives each segment as the engine finishes it. A child that does not stop within
+        ``cancel_grace_s`` of a cancel is killed (the host is then dead; its other requests raise
+        ``EngineCrashed``).
         """
         return self._await_transcript(
-            lambda request_id: hp.Transcribe(request_id, path, options), on_progress, cancel
+            lambda request_id: hp.Transcribe(request_id, path, options), on_progress, cancel, on_segment
         )
 
     def transcribe_audio(
@@ -178,6 +180,7 @@ class EngineHost:
         make_request: Callable[[int], msgspec.Struct],
         on_progress: Callable[[float], None],
         cancel: threading.Event,
+        on_segment: SegmentSink | None = None,
     ) -> Transcript:
         request_id, replies = self._begin()
         try:
@@ -200,6 +203,9 @@ class EngineHost:
                 if isinstance(reply, hp.Progress):
                     if reply.stage == "transcribing":
                         on_progress(reply.fraction)
+                elif isinstance(reply, hp.SegmentDone):
+                    if on_segment is not None and deadline_s is None:
+                        on_segment(reply.segment)
                 elif deadline_s is not None:
                     raise errors.RequestCancelled("The transcription was cancelled.")
                 elif isinstance(reply, hp.Result):

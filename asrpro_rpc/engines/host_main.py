@@ -19,6 +19,7 @@ import msgspec
 from asrpro_rpc import errors
 from asrpro_rpc.engines import host_protocol as hp
 from asrpro_rpc.engines.base import Engine
+from asrpro_rpc.transcripts import Segment
 
 log = logging.getLogger("asrpro_rpc.engines.host")
 
@@ -122,7 +123,10 @@ class EngineHostServer:
                 last_sent_s = now_s
                 self._send(hp.Progress(request_id, fraction, "transcribing"))
 
-        return engine.transcribe(audio, message.options, on_progress, cancelled.is_set)
+        def on_segment(segment: Segment) -> None:
+            self._send(hp.SegmentDone(request_id, segment))
+
+        return engine.transcribe(audio, message.options, on_progress, cancelled.is_set, on_segment)
 
 
 def _samples(message: hp.TranscribeAudio) -> Any:

@@ -13,7 +13,7 @@ from typing import IO, Any, Literal
 import msgspec
 
 from asrpro_rpc.engines.base import LoadInfo, LoadSpec
-from asrpro_rpc.transcripts import TranscribeOptions, Transcript
+from asrpro_rpc.transcripts import Segment, TranscribeOptions, Transcript
 
 _HEADER = struct.Struct(">I")
 MAX_FRAME_BYTES = 256 * 1024 * 1024
@@ -74,6 +74,13 @@ class Progress(msgspec.Struct, tag="progress", frozen=True):
     message: str = ""
 
 
+class SegmentDone(msgspec.Struct, tag="segment", frozen=True):
+    """A finished segment of a running transcription (sent unthrottled, one per segment)."""
+
+    request_id: int
+    segment: Segment
+
+
 class Result(msgspec.Struct, tag="result", frozen=True):
     request_id: int
     transcript: Transcript
@@ -86,7 +93,7 @@ class Failed(msgspec.Struct, tag="failed", frozen=True):
     data: dict[str, Any] = {}
 
 
-ToParent = Loaded | LoadFailed | Progress | Result | Failed
+ToParent = Loaded | LoadFailed | Progress | SegmentDone | Result | Failed
 
 
 class FrameWriter:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from asrpro_rpc import errors
-from asrpro_rpc.engines.base import LoadInfo, LoadProgress, LoadSpec
+from asrpro_rpc.engines.base import LoadInfo, LoadProgress, LoadSpec, SegmentSink
 from asrpro_rpc.engines.parakeet_common import (
     SAMPLE_RATE_HZ,
     transcribe_parakeet,
@@ -101,6 +101,7 @@ class NemoEngine:
         options: TranscribeOptions,
         on_progress: Callable[[float], None],
         is_cancelled: Callable[[], bool],
+        on_segment: SegmentSink | None = None,
     ) -> Transcript:
         if self._model is None:
             raise errors.InternalError("No model is loaded in this engine.")
@@ -114,6 +115,7 @@ class NemoEngine:
                 languages=self._languages,
                 model_id=self._model_id,
                 window_s=WINDOW_S,
+                on_segment=on_segment,
             )
         finally:
             self._free_device_cache()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal
 import msgspec
 
 from asrpro_rpc import errors
-from asrpro_rpc.engines.base import Engine, LoadInfo, LoadProgress, LoadSpec
+from asrpro_rpc.engines.base import Engine, LoadInfo, LoadProgress, LoadSpec, SegmentSink
 from asrpro_rpc.transcripts import TranscribeOptions, Transcript
 
 if TYPE_CHECKING:
@@ -116,10 +116,11 @@ class ParakeetEngine:
         options: TranscribeOptions,
         on_progress: Callable[[float], None],
         is_cancelled: Callable[[], bool],
+        on_segment: SegmentSink | None = None,
     ) -> Transcript:
         if self._inner is None:
             raise errors.InternalError("No model is loaded in this engine.")
-        return self._inner.transcribe(audio, options, on_progress, is_cancelled)
+        return self._inner.transcribe(audio, options, on_progress, is_cancelled, on_segment)
 
     def unload(self) -> None:
         if self._inner is not None:

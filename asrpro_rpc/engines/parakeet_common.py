@@ -17,6 +17,7 @@ from asrpro_rpc.transcripts import Segment, TranscribeOptions, Transcript, Word
 if TYPE_CHECKING:
     import numpy as np
 
+    from asrpro_rpc.engines.base import SegmentSink
     from asrpro_rpc.engines.windows import CutFinder
 
 SAMPLE_RATE_HZ = 16000
@@ -64,6 +65,7 @@ def transcribe_parakeet(
     languages: Sequence[str],
     model_id: str,
     window_s: float,
+    on_segment: SegmentSink | None = None,
 ) -> Transcript:
     """The whole of a Parakeet engine's ``transcribe`` but the per-window model call."""
     language = check_language(options, languages, model_id)
@@ -71,13 +73,16 @@ def transcribe_parakeet(
     windows = transcribe_in_windows(
         audio, transcribe_window, on_progress, is_cancelled, window_s=window_s, find_cut=find_cut
     )
-    return build_transcript(
+    transcript = build_transcript(
         windows,
         duration_s=len(audio) / SAMPLE_RATE_HZ,
         language=language,
         word_timestamps=options.word_timestamps,
         model_id=model_id,
     )
+    for segment in transcript.segments if on_segment is not None else ():
+        on_segment(segment)  # segments are only known once every window's words are in
+    return transcript
 
 
 @functools.cache

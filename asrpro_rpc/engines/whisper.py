@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from asrpro_rpc import errors
-from asrpro_rpc.engines.base import LoadInfo, LoadProgress, LoadSpec
+from asrpro_rpc.engines.base import LoadInfo, LoadProgress, LoadSpec, SegmentSink
 from asrpro_rpc.transcripts import Segment, TranscribeOptions, Transcript, Word
 
 if TYPE_CHECKING:
@@ -108,6 +108,7 @@ class WhisperEngine:
         options: TranscribeOptions,
         on_progress: Callable[[float], None],
         is_cancelled: Callable[[], bool],
+        on_segment: SegmentSink | None = None,
     ) -> Transcript:
         if self._model is None or self._batched is None:
             raise errors.InternalError("No model is loaded in this engine.")
@@ -127,6 +128,8 @@ class WhisperEngine:
                 if is_cancelled():
                     raise errors.RequestCancelled("The transcription was cancelled.")
                 segments.append(_segment(raw, len(segments), offset_s))
+                if on_segment is not None:
+                    on_segment(segments[-1])
                 on_progress(min((offset_s + float(raw.end)) / total_s, 1.0))
         words = [w for s in segments for w in s.words or ()] if options.word_timestamps else None
         return Transcript(

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from .. import errors
+from ..engines.base import SegmentSink
 from ..formats import render
 from ..rpc import ProgressReporter
 from ..services.transcription import TranscriptionResult
@@ -83,14 +84,14 @@ async def _transcribe(
     params = form.to_params(str(upload.file_path), task, file_id=upload.filename or "upload")
     request_id = f"http-{uuid.uuid4().hex[:12]}"
 
-    async def run(on_fraction: Progress | None = None) -> Transcript:
+    async def run(on_fraction: Progress | None = None, on_segment: SegmentSink | None = None) -> Transcript:
         def emit(payload: dict[str, Any]) -> None:
             services.notify("transcription.progress", payload)
             if on_fraction is not None:
                 on_fraction(payload["progress"])
 
         reporter = ProgressReporter(emit, {"request_id": request_id, "file_id": params.file_id})
-        result = await services.transcription.transcribe_file(params, reporter)
+        result = await services.transcription.transcribe_file(params, reporter, on_segment)
         return _transcript(result)
 
     if form.stream:

@@ -1,10 +1,11 @@
 """``stream=true``: the transcription answered as Server-Sent Events, the way OpenAI streams it.
 
-Events are ``data: {json}`` frames: ``transcript.text.delta`` (one per segment; the deltas concatenate to
-the final text) then ``transcript.text.done``. While the engine works, a ``: progress 0.42`` comment goes
-out every second (SSE clients ignore comments; proxies and idle timeouts see a live connection). A failure
-after the headers went out is an ``event: error`` frame carrying OpenAI's error object. A client that
-disconnects cancels the transcription.
+Events are ``data: {json}`` frames: ``transcript.text.delta`` (one per segment, sent as the engine
+finishes it; the deltas concatenate to the final text) then ``transcript.text.done`` (the authoritative
+text, after post-processing). While the engine works, a ``: progress 0.42`` comment goes out every second
+without news (SSE clients ignore comments; proxies and idle timeouts see a live connection). A failure after
+the headers went out is an ``event: error`` frame carrying OpenAI's error object. A client that disconnects
+cancels the transcription.
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ import msgspec
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from ..transcripts import Transcript
+from ..engines.base import SegmentSink
+from ..transcripts import Segment, Transcript
 from .errors import error_body, http_error_of
 
 KEEPALIVE_S = 1.0
+FLUSH_S = 0.1
+"""How often decoded segments are checked for and sent as deltas."""
 Progress = Callable[[float], None]
-Run = Callable[[Progress], Awaitable[Transcript]]
+Run = Callable[[Progress, SegmentSink], Awaitable[Transcript]]
 
 
 def frame(data: Any, event: str | None = None) -> bytes:
@@ -57,13 +61,26 @@ class TranscriptionEventStream(Response):
         progress = [0.0]
         outcome: dict[str, Any] = {}
         finished = anyio.Event()
+        decoded: list[str] = []  # segment texts from the engine's worker thread (list.append is atomic)
+        sent = 0
 
         def report(fraction: float) -> None:
             progress[0] = fraction  # a float store: safe from the engine's worker thread
 
+        def collect(segment: Segment) -> None:
+            if segment.text.strip():  # as the engine joins them: its own spacing, the first stripped
+                decoded.append(segment.text if decoded else segment.text.lstrip())
+
+        def new_deltas() -> bytes:
+            nonlocal sent
+            end = len(decoded)
+            frames = [frame({"type": "transcript.text.delta", "delta": decoded[i]}) for i in range(sent, end)]
+            sent = end
+            return b"".join(frames)
+
         async def work() -> None:
             try:
-                outcome["transcript"] = await self._run(report)
+                outcome["transcript"] = await self._run(report, collect)
             except Exception as exc:  # becomes an error event below
                 outcome["error"] = exc
             finally:
@@ -85,20 +102,30 @@ class TranscriptionEventStream(Response):
             task_group.start_soon(watch_disconnect)
             task_group.start_soon(work)
             await body(b": transcribing\n\n")
+            quiet_s = 0.0
             while not finished.is_set():
-                with anyio.move_on_after(KEEPALIVE_S):
+                with anyio.move_on_after(FLUSH_S):
                     await finished.wait()
-                if not finished.is_set():
+                if finished.is_set():
+                    break
+                if deltas_now := new_deltas():
+                    await body(deltas_now)
+                    quiet_s = 0.0
+                elif (quiet_s := quiet_s + FLUSH_S) >= KEEPALIVE_S:
                     await body(f": progress {progress[0]:.3f}\n\n".encode())
-            await body(self._outcome_frames(outcome), more=False)
+                    quiet_s = 0.0
+            streamed = sent > 0 or bool(decoded)
+            await body(new_deltas() + self._outcome_frames(outcome, streamed), more=False)
             task_group.cancel_scope.cancel()
 
     @staticmethod
-    def _outcome_frames(outcome: dict[str, Any]) -> bytes:
+    def _outcome_frames(outcome: dict[str, Any], streamed: bool) -> bytes:
+        """The closing frames; deltas only if none were streamed while the engine worked."""
         if "error" in outcome:
             error = http_error_of(outcome["error"])
             return frame(error_body(error.message, error.type, error.param, error.code), event="error")
         transcript: Transcript = outcome["transcript"]
-        frames = [frame({"type": "transcript.text.delta", "delta": delta}) for delta in deltas(transcript)]
+        pieces = [] if streamed else deltas(transcript)
+        frames = [frame({"type": "transcript.text.delta", "delta": delta}) for delta in pieces]
         frames.append(frame({"type": "transcript.text.done", "text": transcript.text}))
         return b"".join(frames)

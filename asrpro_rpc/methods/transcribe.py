@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from ..notifications import TranscriptionSegment
 from ..rpc import RequestContext, rpc_method
 from ..services.transcription import TranscribeFileParams, TranscriptionResult
+from ..transcripts import Segment
 
 
 @rpc_method(
@@ -20,8 +22,14 @@ from ..services.transcription import TranscribeFileParams, TranscriptionResult
     ),
 )
 async def transcribe_file(ctx: RequestContext, params: TranscribeFileParams) -> TranscriptionResult:
-    progress = ctx.progress("transcription.progress", file_id=params.file_id or params.path)
-    return await ctx.app.transcription.transcribe_file(params, progress)
+    file_id = params.file_id or params.path
+    progress = ctx.progress("transcription.progress", file_id=file_id)
+
+    def send_segment(segment: Segment) -> None:
+        ctx.notify("transcription.segment", TranscriptionSegment(ctx.id, segment, file_id))
+
+    on_segment = send_segment if params.segment_notifications else None
+    return await ctx.app.transcription.transcribe_file(params, progress, on_segment)
 
 
 METHODS = [transcribe_file]

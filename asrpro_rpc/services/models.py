@@ -21,7 +21,7 @@ import anyio
 import msgspec
 
 from .. import errors
-from ..engines.base import LoadInfo, LoadSpec
+from ..engines.base import LoadInfo, LoadSpec, SegmentSink
 from ..engines.host_client import EngineHost
 from ..model_packs import available_packs, install_pack
 from ..model_store import ModelStore
@@ -239,13 +239,16 @@ class ModelManager:
         options: TranscribeOptions,
         on_progress: Callable[[float], None],
         on_loading: LoadProgress | None = None,
+        on_segment: SegmentSink | None = None,
     ) -> Transcript:
-        """Transcribe the file at ``path`` on ``model_id`` (loaded on demand)."""
+        """Transcribe the file at ``path`` on ``model_id`` (loaded on demand); ``on_segment`` (called from a
+        worker thread) receives segments as the engine finishes them."""
         async with self.use(model_id, on_loading) as resident:
             self._check_supports(resident.spec, options)
             try:
                 return await run_blocking(
-                    lambda cancel: resident.host.transcribe(path, options, on_progress, cancel), self._limiter
+                    lambda cancel: resident.host.transcribe(path, options, on_progress, cancel, on_segment),
+                    self._limiter,
                 )
             except errors.EngineCrashed as exc:
                 self._notify("notification", {"level": "error", "message": exc.message, "kind": exc.kind})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -9,6 +10,7 @@ from typing import Any, Literal
 import msgspec
 
 from .. import errors
+from ..engines.base import SegmentSink
 from ..formats import render
 from ..postprocess import postprocess
 from ..transcripts import Granularity, ResponseFormat, Segment, Task, TranscribeOptions, Transcript, Word
@@ -28,6 +30,9 @@ class TranscribeFileParams(TranscribeOptions, kw_only=True, frozen=True, forbid_
     """Add ``"word"`` for word timestamps (same as ``word_timestamps: true``)."""
     file_id: str | None = None
     """Echoed in ``transcription.progress`` so a host can tell files apart (default: the path)."""
+    segment_notifications: bool = False
+    """Also send each segment as a ``transcription.segment`` notification as soon as it is decoded (show a
+    long file's transcript while it grows)."""
 
     def options(self) -> TranscribeOptions:
         fields = {f: getattr(self, f) for f in TranscribeOptions.__struct_fields__}
@@ -100,8 +105,11 @@ class TranscriptionService:
     def __init__(self, models: ModelManager) -> None:
         self.models = models
 
-    async def transcribe_file(self, params: TranscribeFileParams, progress: Any) -> TranscriptionResult:
-        """``progress(fraction, stage=...)`` receives stage changes and per-segment progress."""
+    async def transcribe_file(
+        self, params: TranscribeFileParams, progress: Any, on_segment: SegmentSink | None = None
+    ) -> TranscriptionResult:
+        """``progress(fraction, stage=...)`` receives stage changes and per-segment progress; ``on_segment``
+        (from a worker thread) each segment of the result as soon as it is decoded, as the result has it."""
         file = check_audio_path(params.path)
         options = params.options()
         spec = self.models.resolve(params.model)
@@ -112,8 +120,20 @@ class TranscriptionService:
             str(file),
             options,
             on_progress=lambda fraction: progress(fraction * 0.999, stage="transcribing"),
+            on_segment=_kept_segments(on_segment, options.min_confidence) if on_segment else None,
         )
         transcript = postprocess(transcript, options)
         transcript = msgspec.structs.replace(transcript, model=spec.id)
         progress(1.0, stage="done")
         return shape_result(transcript, params.response_format, options.word_timestamps, spec.id)
+
+
+def _kept_segments(sink: SegmentSink, min_confidence: float | None) -> SegmentSink:
+    """Passes on the segments ``postprocess`` will keep, numbered as it numbers them."""
+    kept = itertools.count()
+
+    def forward(segment: Segment) -> None:
+        if min_confidence is None or segment.avg_logprob >= min_confidence:
+            sink(msgspec.structs.replace(segment, id=next(kept)))
+
+    return forward
