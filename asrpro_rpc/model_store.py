@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import msgspec
 import psutil
 
-from asrpro_rpc import errors, paths
+from asrpro_rpc import durable, errors, paths
 from asrpro_rpc.model_inspect import inspect_local_model
 from asrpro_rpc.registry import (
     ALIASES,
@@ -67,7 +67,7 @@ class ModelStore:
     def default(cls) -> ModelStore:
         """The store the current settings name (``model.cache_directory``, else ``$ASRPRO_MODELS_DIR`` or the
         platform cache); registrations live in ``<config>/models.json``. What ``asrpro`` commands use."""
-        from asrpro_rpc.services.config import read_settings
+        from asrpro_rpc.services.config_store import read_settings
 
         return cls.for_settings(read_settings())
 
@@ -158,7 +158,7 @@ class ModelStore:
                     )
                 stat = (tmp / name).stat()
                 stamp[name] = _StampEntry(stat.st_size, stat.st_mtime_ns, digest)
-            _write_atomic(tmp / STAMP_NAME, msgspec.json.encode(stamp))
+            durable.write_atomic(tmp / STAMP_NAME, msgspec.json.encode(stamp))
             _publish(tmp, dest)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -185,7 +185,7 @@ class ModelStore:
                 return False
             fresh[name] = entry
         if fresh != {name: stamp.get(name) for name in fresh}:
-            _write_atomic(directory / STAMP_NAME, msgspec.json.encode({**stamp, **fresh}))
+            durable.write_atomic(directory / STAMP_NAME, msgspec.json.encode({**stamp, **fresh}))
         return True
 
     def import_dir(self, src_dir: Path | str, model_id: str | None = None) -> ModelSpec:
@@ -287,7 +287,7 @@ class ModelStore:
 
     def _save_registrations(self, specs: list[ModelSpec]) -> None:
         data = msgspec.json.format(msgspec.json.encode(_Registrations(models=specs)))
-        _write_atomic(self.registrations_path, data)
+        durable.write_atomic(self.registrations_path, data)
 
     def _move_aside(self, exc: Exception) -> None:
         aside = self.registrations_path.with_name(
@@ -377,32 +377,6 @@ def _publish(tmp: Path, dest: Path) -> None:
         old = dest.with_name(f".{dest.name}.{os.getpid()}.{time.monotonic_ns()}.old")
         os.replace(dest, old)
     os.replace(tmp, dest)
-    _fsync_dir(dest.parent)
+    durable.fsync_directory(dest.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Writes via a temp file in the same directory, fsync, then ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -314,7 +314,7 @@ import sys
 import time
 from pathlib import Path
 
-from asrpro_rpc.services import config_store
+from asrpro_rpc import durable
 from asrpro_rpc.services.config import ConfigService
 
 config_dir, mode, count, pause_at = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
@@ -331,7 +331,7 @@ def pause(*args, **kwargs):
 if pause_at == "fsync":  # the temp file is written, not yet renamed
     os.fsync = pause
 elif pause_at == "dir-fsync":  # renamed, the directory entry not yet flushed
-    config_store._fsync_directory = pause
+    durable.fsync_directory = pause
 sys.stdout.write("ready\n")
 sys.stdout.flush()
 sys.stdin.readline()

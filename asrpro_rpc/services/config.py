@@ -26,23 +26,11 @@ from . import config_store as store
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.json"
+CONFIG_FILE = store.CONFIG_FILE
 LEGACY_FILE_NAMES = ("config.json", "settings.json")
 
 ChangeCallback = Callable[[list[str], Settings], None]
 WarningCallback = Callable[[NotificationMessage], None]
-
-
-def read_settings(config_dir: Path | None = None) -> Settings:
-    """The settings in force, read without writing or locking anything (for one-shot CLI commands):
-    defaults where the file is missing, unreadable or holds invalid values (the sidecar reports those)."""
-    from .. import paths
-
-    try:
-        document = store.decode(((config_dir or paths.config_dir()) / CONFIG_FILE).read_bytes())
-    except (OSError, ValueError):
-        return Settings()
-    return schema.parse_document(schema.migrate(document))[0]
 
 
 def default_legacy_dirs() -> list[Path]:

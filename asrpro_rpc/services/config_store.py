@@ -12,7 +12,6 @@ import hashlib
 import os
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -20,10 +19,12 @@ from typing import Any, NamedTuple
 
 import msgspec
 
-from .. import errors
+from .. import durable, errors, paths, settings
+from ..settings import Settings
 
-TEMP_PREFIX = ".config.json."
-TEMP_SUFFIX = ".tmp"
+CONFIG_FILE = "config.json"
+TEMP_PREFIX = durable.temp_prefix(Path(CONFIG_FILE))
+TEMP_SUFFIX = durable.TEMP_SUFFIX
 
 
 class FileSignature(NamedTuple):
@@ -104,43 +105,7 @@ else:
 
 def atomic_write(path: Path, data: bytes) -> FileSignature:
     """Replace ``path`` with ``data`` atomically and durably; return the new file's signature."""
-    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)
-    try:
-        with os.fdopen(fd, "wb") as temp:
-            temp.write(data)
-            temp.flush()
-            os.fsync(temp.fileno())
-            signature = signature_of(os.fstat(temp.fileno()))
-        _replace(temp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
-        raise
-    _fsync_directory(path.parent)
-    return signature
-
-
-def _replace(source: str, target: Path, *, attempts: int = 20, retry_s: float = 0.05) -> None:
-    """``os.replace``; on Windows it is retried while another program has the target open."""
-    for attempt in range(attempts):
-        try:
-            os.replace(source, target)
-            return
-        except PermissionError:
-            if sys.platform != "win32" or attempt == attempts - 1:
-                raise
-            time.sleep(retry_s)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable (POSIX; Windows has no directory handles for this)."""
-    if sys.platform == "win32":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    return signature_of(durable.write_atomic(path, data))
 
 
 def read(path: Path) -> tuple[bytes, FileSignature] | None:
@@ -185,7 +150,7 @@ def move_aside(path: Path, suffix: str) -> Path:
     """Rename ``path`` to ``<name>.<suffix>`` (never overwriting a backup); return the new path."""
     target = _free_name(path.with_name(f"{path.name}.{suffix}"))
     os.replace(path, target)
-    _fsync_directory(path.parent)
+    durable.fsync_directory(path.parent)
     return target
 
 
@@ -224,3 +189,13 @@ def _located(message: str, data: bytes) -> str:
     line = data.count(b"\n", 0, offset) + 1
     column = offset - (data.rfind(b"\n", 0, offset) + 1) + 1
     return f"{message[: match.start()]} at line {line}, column {column}"
+
+
+def read_settings(config_dir: Path | None = None) -> Settings:
+    """The settings in force, read without writing or locking anything (for one-shot CLI commands):
+    defaults where the file is missing, unreadable or holds invalid values (the sidecar reports those)."""
+    try:
+        document = decode(((config_dir or paths.config_dir()) / CONFIG_FILE).read_bytes())
+    except (OSError, ValueError):
+        return Settings()
+    return settings.parse_document(settings.migrate(document))[0]
