@@ -249,3 +249,13 @@ def test_thirty_minutes_peak_memory_near_output_size(
     assert output_bytes == 30 * 60 * SAMPLE_RATE_HZ * 4
     # A list of chunks plus a concatenated copy would need twice the output.
     assert peak_growth_bytes < 1.3 * output_bytes
+
+
+def test_format_change_mid_stream_keeps_decoding(speech_encoded: Callable[..., Path], tmp_path: Path) -> None:
+    """mp3 frames describe themselves: a spliced (or damaged) file can switch rate and layout midway."""
+    first = speech_encoded("splice-a.mp3", "mp3", sample_rate_hz=16000, layout="mono")
+    second = speech_encoded("splice-b.mp3", "mp3", sample_rate_hz=44100, layout="stereo")
+    spliced = tmp_path / "spliced.mp3"
+    spliced.write_bytes(first.read_bytes() + second.read_bytes())
+    one_s = len(decode_audio(first)) / SAMPLE_RATE_HZ
+    assert len(decode_audio(spliced)) / SAMPLE_RATE_HZ > 1.8 * one_s

@@ -116,6 +116,9 @@ def test_float32_pushes(tiny: Sidecar, speech_wav: Path) -> None:
     assert summary["duration"] == pytest.approx(len(samples) / 16000 + 1.0, abs=0.01)
 
 
+SENTENCE_WER = {"whisper-tiny.en": 0.5, "whisper-base": 0.3}
+
+
 @pytest.mark.real_weights
 @pytest.mark.parametrize("model", ["whisper-tiny.en", "whisper-base"])
 def test_real_words_stream_live(
@@ -145,7 +148,8 @@ def test_real_words_stream_live(
     for (start_s, end_s), segment, (text, _) in zip(spans, segments, speech_sentences, strict=True):
         assert start_s - 0.3 <= segment["start"] < segment["end"] <= end_s + 0.5, (segment, start_s, end_s)
         if len(text.split()) >= 5:  # a two-word sentence is too short to hold to a word error rate
-            assert wer(text, segment["text"]) <= 0.3, (text, segment["text"])
+            # tiny.en misreads "Today is Monday" even offline ("So now it's Monday", shared/recipes)
+            assert wer(text, segment["text"]) <= SENTENCE_WER[model], (text, segment["text"])
     expected = " ".join(text for text, _ in speech_sentences)
     assert wer(expected, summary["text"]) <= 0.2, summary["text"]
 

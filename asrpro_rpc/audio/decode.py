@@ -143,7 +143,14 @@ def _decode_stream(
                 bad_packets += 1
                 continue
             for frame in frames:
-                for out in resampler.resample(frame):
+                try:
+                    converted = resampler.resample(frame)
+                except ValueError:  # the format changed mid-stream (a damaged or spliced file)
+                    for out in resampler.resample(None):
+                        buffer.append(out.to_ndarray()[0])
+                    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate_hz)
+                    converted = resampler.resample(frame)
+                for out in converted:
                     buffer.append(out.to_ndarray()[0])
     except av.FFmpegError as exc:
         bad_packets += 1
