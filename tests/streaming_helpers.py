@@ -12,14 +12,6 @@ from typing import Any
 from tests.sidecar import Sidecar
 
 SAMPLE_RATE_HZ = 16000
-FAST = {
-    "temperature": 0.0,
-    "beam_size": 1,
-    "language": "en",
-    "max_new_tokens": 16,
-    "condition_on_previous_text": False,
-}
-"""Options that keep the tiny random model quick and deterministic."""
 
 
 def pcm16(path: Path) -> bytes:

@@ -16,11 +16,10 @@ from asrpro_rpc import errors
 from asrpro_rpc.engines.base import LoadSpec
 from asrpro_rpc.engines.host_client import EngineHost
 from asrpro_rpc.transcripts import TranscribeOptions, Transcript
+from tests.fixtures.models import TINY_FAST
 from tests.wer import wer
 
-FAST = TranscribeOptions(
-    temperature=0.0, beam_size=1, language="en", max_new_tokens=16, condition_on_previous_text=False
-)
+FAST = TranscribeOptions(**TINY_FAST)
 JOIN_TIMEOUT_S = 60.0
 """Generous bound that only turns a hang into a failure."""
 
@@ -103,14 +102,7 @@ def test_load_progress_stages(tiny_whisper_dir: Path) -> None:
 
 
 def test_transcribe_through_the_host(host: EngineHost, speech_paragraph_wav: Path) -> None:
-    options = TranscribeOptions(
-        temperature=0.0,
-        beam_size=1,
-        language="en",
-        max_new_tokens=16,
-        condition_on_previous_text=False,
-        word_timestamps=True,
-    )
+    options = TranscribeOptions(**TINY_FAST, word_timestamps=True)
     transcript, fractions = _transcribe(host, speech_paragraph_wav, options)
     assert transcript.segments and transcript.words and transcript.model == "tiny-random"
     starts = [w.start for w in transcript.words]

@@ -13,12 +13,12 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.fixtures.models import TINY_FAST
 from tests.sidecar import Sidecar, repo_root
 
 NEMO_ID = "tiny-parakeet"
 ONNX_ID = "tiny-parakeet-onnx"
 WHISPER_ID = "tiny-whisper"
-FAST_WHISPER = {"temperature": 0.0, "beam_size": 1, "language": "en", "max_new_tokens": 16}
 
 
 def _start(tmp: Path, models: dict[str, Path], extra_env: dict[str, str] | None = None) -> Sidecar:
@@ -152,12 +152,12 @@ def test_whisper_parakeet_switch_returns_memory(
 ) -> None:
     sidecar = _start(tmp_path, {NEMO_ID: tiny_parakeet_nemo, WHISPER_ID: tiny_whisper_dir})
     try:
-        sidecar.call("transcribe.file", {"path": str(speech_wav), "model": WHISPER_ID, **FAST_WHISPER})
+        sidecar.call("transcribe.file", {"path": str(speech_wav), "model": WHISPER_ID, **TINY_FAST})
         assert sidecar.call("models.unload") == {"unloaded": True}
         idle = _tree_rss(sidecar.process.pid)
         _transcribe(sidecar, speech_wav)
         with_nemo = _tree_rss(sidecar.process.pid)
-        sidecar.call("transcribe.file", {"path": str(speech_wav), "model": WHISPER_ID, **FAST_WHISPER})
+        sidecar.call("transcribe.file", {"path": str(speech_wav), "model": WHISPER_ID, **TINY_FAST})
         with_whisper = _tree_rss(sidecar.process.pid)
         assert with_nemo - with_whisper > 300 * 1024 * 1024, (idle, with_nemo, with_whisper)
         assert _transcribe(sidecar, speech_wav)["model"] == NEMO_ID

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.models import TINY_FAST as FAST
 from tests.fixtures.virtual_mic import VirtualMic
 from tests.sidecar import Sidecar
 from tests.streaming_helpers import (
-    FAST,
     check_stable_never_changes,
     of,
     pcm16,

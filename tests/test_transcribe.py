@@ -12,17 +12,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.fixtures.models import TINY_FAST as FAST
 from tests.sidecar import Sidecar
 from tests.wer import wer
-
-FAST = {
-    "temperature": 0.0,
-    "beam_size": 1,
-    "language": "en",
-    "max_new_tokens": 16,
-    "condition_on_previous_text": False,
-}
-"""Options that keep the tiny random model quick and deterministic."""
 
 
 def _env(model_cache: Path, config_dir: Path) -> dict[str, str]:

@@ -14,11 +14,10 @@ from asrpro_rpc.engines import create_engine
 from asrpro_rpc.engines.base import LoadInfo, LoadSpec
 from asrpro_rpc.engines.whisper import WhisperEngine
 from asrpro_rpc.transcripts import TranscribeOptions, Transcript, VadOptions
+from tests.fixtures.models import TINY_FAST
 from tests.wer import wer
 
-FAST = TranscribeOptions(
-    temperature=0.0, beam_size=1, language="en", max_new_tokens=16, condition_on_previous_text=False
-)
+FAST = TranscribeOptions(**TINY_FAST)
 """Decoding options that keep a random-weight model quick and deterministic."""
 
 
@@ -77,14 +76,7 @@ def test_unsupported_compute_type_falls_back_with_a_warning(tiny_whisper_dir: Pa
 
 
 def test_transcript_structure_and_word_timestamps(tiny_engine: WhisperEngine, speech_wav: Path) -> None:
-    options = TranscribeOptions(
-        temperature=0.0,
-        beam_size=1,
-        language="en",
-        max_new_tokens=16,
-        condition_on_previous_text=False,
-        word_timestamps=True,
-    )
+    options = TranscribeOptions(**TINY_FAST, word_timestamps=True)
     transcript, fractions = _transcribe(tiny_engine, speech_wav, options)
     assert transcript.language == "en"
     assert transcript.language_probability is None
@@ -108,17 +100,10 @@ def test_same_options_give_the_same_transcript(tiny_engine: WhisperEngine, speec
 
 
 def test_vad_parameters_and_batched_pipeline(tiny_engine: WhisperEngine, speech_paragraph_wav: Path) -> None:
-    vad = TranscribeOptions(
-        temperature=0.0,
-        beam_size=1,
-        language="en",
-        max_new_tokens=16,
-        condition_on_previous_text=False,
-        vad=VadOptions(min_silence_duration_ms=300, speech_pad_ms=100),
-    )
+    vad = TranscribeOptions(**TINY_FAST, vad=VadOptions(min_silence_duration_ms=300, speech_pad_ms=100))
     transcript, _ = _transcribe(tiny_engine, speech_paragraph_wav, vad)
     assert len(transcript.segments) >= 1
-    batched = TranscribeOptions(temperature=0.0, beam_size=1, language="en", max_new_tokens=16, batch_size=4)
+    batched = TranscribeOptions(**TINY_FAST, batch_size=4)
     transcript, fractions = _transcribe(tiny_engine, speech_paragraph_wav, batched)
     assert transcript.segments and fractions
 
@@ -131,10 +116,7 @@ def test_batching_needs_the_vad(tiny_engine: WhisperEngine, speech_wav: Path) ->
 def test_long_audio_is_windowed_with_absolute_timestamps(
     tiny_engine: WhisperEngine, long_audio_factory: Callable[[float], Path]
 ) -> None:
-    fast = TranscribeOptions(
-        temperature=0.0, beam_size=1, language="en", max_new_tokens=16, condition_on_previous_text=False
-    )
-    transcript, _ = _transcribe(tiny_engine, long_audio_factory(6.5), fast)
+    transcript, _ = _transcribe(tiny_engine, long_audio_factory(6.5), FAST)
     assert transcript.duration == pytest.approx(390, abs=1)
     starts = [s.start for s in transcript.segments]
     assert starts == sorted(starts)
