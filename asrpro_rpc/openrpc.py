@@ -1,11 +1,16 @@
 """The OpenRPC 1.3 document, generated from the method table and the Structs' JSON schemas.
 
 ``schema/openrpc.json`` is this document checked in; ``asrpro schema --write`` regenerates it and a test
-fails when they differ.
+fails when they differ. The text must not depend on library versions (msgspec 0.18 keeps docstrings'
+indentation, newer releases clean it; key order and JSON formatting are msgspec's), so the document is
+normalised here: descriptions cleaned with ``inspect.cleandoc``, union alternatives sorted, and the text
+rendered by the standard library's ``json`` with sorted keys.
 """
 
 from __future__ import annotations
 
+import inspect
+import json
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +36,29 @@ def _params(schema: dict[str, Any], components: dict[str, Any]) -> list[dict[str
     return sorted(descriptors, key=lambda d: not d["required"])
 
 
+def _normalised(node: Any) -> Any:
+    """``node`` with descriptions cleaned as Python 3.13 cleans docstrings and ``anyOf`` in a fixed order."""
+    if isinstance(node, dict):
+        cleaned = {}
+        for key, value in node.items():
+            if key == "description" and isinstance(value, str):
+                cleaned[key] = inspect.cleandoc(value)
+            elif key == "anyOf":
+                alternatives = [_normalised(item) for item in value]
+                cleaned[key] = sorted(alternatives, key=lambda item: json.dumps(item, sort_keys=True))
+            else:
+                cleaned[key] = _normalised(value)
+        return cleaned
+    if isinstance(node, list):
+        return [_normalised(item) for item in node]
+    return node
+
+
 def build_document(methods: list[RpcMethod]) -> dict[str, Any]:
     """The OpenRPC document for ``methods`` (deterministic: same code → same bytes)."""
     types: list[Any] = []
     for method in methods:
-        types.append(method.params_type or msgspec.Struct)
+        types.append(method.params_type or Any)  # Any: no params, no component
         types.append(method.result_type)
     types.extend(payload for _, payload, _ in NOTIFICATIONS)
     schemas, components = msgspec.json.schema_components(types, ref_template=REF_TEMPLATE)
@@ -59,7 +82,7 @@ def build_document(methods: list[RpcMethod]) -> dict[str, Any]:
             ]
         rendered.append(entry)
     notification_schemas = schemas[2 * len(methods) :]
-    return {
+    document = {
         "openrpc": "1.3.2",
         "info": {
             "title": "asrpro-rpc",
@@ -80,8 +103,9 @@ def build_document(methods: list[RpcMethod]) -> dict[str, Any]:
             for (name, _, summary), schema in zip(NOTIFICATIONS, notification_schemas, strict=True)
         ],
     }
+    return _normalised(document)
 
 
 def render(methods: list[RpcMethod]) -> str:
     """The document as the exact text checked in at ``schema/openrpc.json``."""
-    return msgspec.json.format(msgspec.json.encode(build_document(methods)), indent=2).decode() + "\n"
+    return json.dumps(build_document(methods), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
