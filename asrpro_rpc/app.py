@@ -65,8 +65,11 @@ class App:
         self.listeners.append(self.system.observe)
         self.instance_lock: InstanceLock | None = None
         """Set by the stdio server when it holds the single-instance lock (the HTTP shim records its port)."""
-        self.streaming = StreamingService(self.models, self.notify)
-        self.audio = AudioService(self.notify)
+        # the audio settings are read at each use: a recording or stream starts with those in force
+        self.streaming = StreamingService(
+            self.models, self.notify, settings=lambda: self.config.settings.audio
+        )
+        self.audio = AudioService(self.notify, settings=lambda: self.config.settings.audio)
         self.http = HttpController(self)
         """The optional OpenAI-compatible HTTP shim (started by http.start, --http or the settings)."""
         self._closed = False

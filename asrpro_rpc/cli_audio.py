@@ -37,8 +37,10 @@ def _meter(method: str, params: Any) -> None:
 
 def record_command(args: Any) -> int:
     from .services.audio import AudioService, RecordStartParams
+    from .services.config_store import read_settings
 
-    service = AudioService(_meter)
+    audio_settings = read_settings().audio
+    service = AudioService(_meter, settings=lambda: audio_settings)
     done = threading.Event()  # set by nothing: Ctrl+C or the duration ends the wait
     try:
         started = service.start_recording(
