@@ -224,6 +224,12 @@ def stereo_sink(mic: VirtualMic, name: str = "stereo48") -> Iterator[str]:
         mic.pactl("unload-module", module.strip())
 
 
+def source_output_specs(mic: VirtualMic) -> list[str]:
+    """The sample specs of the clients' capture streams, as the sound server sees them."""
+    text = mic.pactl("list", "source-outputs")
+    return [line.split(":", 1)[1].strip() for line in text.splitlines() if "Sample Specification" in line]
+
+
 def left_only(wav: Path, tmp_path: Path) -> Path:
     """``wav`` as a stereo file: the speech on the left, silence on the right."""
     mono, rate = sf.read(wav, dtype="float32")

@@ -16,7 +16,14 @@ import soundfile as sf
 
 from tests.fixtures.virtual_mic import VirtualMic
 from tests.sidecar import Sidecar
-from tests.test_audio_capture import at_48k, best_correlation, drop_client_streams, left_only, stereo_sink
+from tests.test_audio_capture import (
+    at_48k,
+    best_correlation,
+    drop_client_streams,
+    left_only,
+    source_output_specs,
+    stereo_sink,
+)
 
 
 def _sidecar(mic: VirtualMic, tmp_path: Path) -> Sidecar:
@@ -213,12 +220,6 @@ def test_no_leaked_threads_or_streams_after_100_cycles(virtual_mic: VirtualMic, 
     assert "protocol-native.c" not in virtual_mic.pactl("list", "short", "source-outputs")
 
 
-def _source_output_specs(mic: VirtualMic) -> list[str]:
-    """The sample specs of the clients' capture streams, as the sound server sees them."""
-    text = mic.pactl("list", "source-outputs")
-    return [line.split(":", 1)[1].strip() for line in text.splitlines() if "Sample Specification" in line]
-
-
 def test_audio_settings_drive_the_next_recording_and_request_params_win(
     virtual_mic: VirtualMic, speech_wav: Path, tmp_path: Path
 ) -> None:
@@ -233,7 +234,7 @@ def test_audio_settings_drive_the_next_recording_and_request_params_win(
             path = tmp_path / "settings.wav"
             started = sidecar.call("audio.record.start", {"path": str(path)})
             assert _format(started) == (monitor, 48000, 2, "float32")
-            assert "float32le 2ch 48000Hz" in _source_output_specs(virtual_mic)  # the device runs so
+            assert "float32le 2ch 48000Hz" in source_output_specs(virtual_mic)  # the device runs so
             assert _wait_for(lambda: _notifications(sidecar, "audio.level"))  # the fresh sink is awake
             virtual_mic.play(left_only(speech_wav, tmp_path), sink="stereo48").wait()
             result = sidecar.call("audio.record.stop", {"recording_id": started["recording_id"]})
