@@ -72,7 +72,7 @@ class AudioSettings(msgspec.Struct, frozen=True, kw_only=True):
     format: Literal["pcm16", "float32"] = "pcm16"
     """A recording's WAV sample format."""
     quality: Literal["low", "medium", "high"] = "high"
-    """The resampler's filter whenever the sidecar converts rates (``low`` is cheapest)."""
+    """The resampler's filter whenever the sidecar converts rates (``high``: the least aliasing)."""
     input_device: Annotated[str, msgspec.Meta(min_length=1)] | None = None
     """Input device id or name (``audio.devices``); ``None`` uses the system default."""
 

@@ -288,7 +288,7 @@ def _tone_through(quality: str, frequency_hz: float) -> float:
     return float(20 * np.log10(np.sqrt(np.mean(steady**2)) / (0.5 / np.sqrt(2))))
 
 
-def test_resampler_quality_trades_cpu_for_less_aliasing() -> None:
+def test_resampler_quality_sets_how_much_aliasing_gets_through() -> None:
     """audio.quality picks the filter: 8.6 kHz can't exist at 16 kHz and must not fold back into it."""
     aliased = {quality: _tone_through(quality, 8600) for quality in ("low", "medium", "high")}
     assert aliased["high"] < aliased["medium"] < aliased["low"]
