@@ -50,11 +50,13 @@ KEYS: frozenset[str] = frozenset(
 _PLATFORM_NAMES = {"linux": "Linux", "darwin": "macOS", "win32": "Windows"}
 
 
-def _platform(platform: str) -> str:
+def _platform(platform: str | None) -> str:
+    """``platform`` (default: this one) as a key of ``_PLATFORM_NAMES``; other Unixes count as Linux."""
+    platform = sys.platform if platform is None else platform
     return platform if platform in _PLATFORM_NAMES else "linux"
 
 
-def hotkey_grammar(platform: str = sys.platform) -> str:
+def hotkey_grammar(platform: str | None = None) -> str:
     """What a combination may be made of on ``platform``, for a person."""
     platform = _platform(platform)
     modifiers = ", ".join(name for name, where in MODIFIERS.items() if platform in where)
@@ -65,7 +67,7 @@ def hotkey_grammar(platform: str = sys.platform) -> str:
     )
 
 
-def hotkey_problem(combination: str, platform: str = sys.platform) -> str | None:
+def hotkey_problem(combination: str, platform: str | None = None) -> str | None:
     """Why ``combination`` is not "modifiers + one key" on ``platform`` (None when it is)."""
     platform = _platform(platform)
     modifiers = {name.casefold(): (name, where) for name, where in MODIFIERS.items()}
