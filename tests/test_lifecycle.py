@@ -75,6 +75,8 @@ def test_failed_or_invalid_select_keeps_the_previous_selection(
     _assert_selected(tiny, tmp_path, "tiny", speech_wav)
     error = tiny.error("models.select", {"model": "no-such-model"})
     assert error["data"]["kind"] == "model_not_found"
+    error = tiny.error("config.set", {"values": {"model": {"selected_id": "no-such-model"}}})
+    assert error["data"]["kind"] == "model_not_found"
     _assert_selected(tiny, tmp_path, "tiny", speech_wav)
     assert tiny.call("models.select", {"model": "whisper-tiny.en", "load": True}, timeout_s=60)["ready"]
     assert _saved_settings(tmp_path)["model"]["selected_id"] == "whisper-tiny.en"

@@ -71,10 +71,13 @@ async def config_get(ctx: RequestContext, params: ConfigGetParams) -> SettingsVi
 @rpc_method(
     "config.set",
     summary="Change some settings (validated all or nothing, saved atomically); returns every setting.",
-    errors=("invalid_config", "busy"),
+    errors=("invalid_config", "model_not_found", "busy"),
     state_changing=True,
 )
 async def config_set(ctx: RequestContext, params: ConfigSetParams) -> Settings:
+    selected = params.values.get("model", {}).get("selected_id")
+    if isinstance(selected, str):
+        ctx.app.store.get(selected)  # an unknown model is never saved as the selection (model_not_found)
     return await ctx.app.config.aset(params.values)
 
 
