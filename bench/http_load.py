@@ -23,9 +23,9 @@ from pathlib import Path
 import httpx
 import psutil
 
-from asrpro_rpc.client import SidecarClient
-from asrpro_rpc.model_packs import available_packs, install_pack
-from asrpro_rpc.model_store import ModelStore
+from asrpro_rpc.catalog.packs import available_packs, install_pack
+from asrpro_rpc.catalog.store import ModelStore
+from asrpro_rpc.protocol.client import SidecarClient
 from asrpro_rpc.samples import sample_path
 
 MAX_CLIENTS = 64

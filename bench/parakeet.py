@@ -26,11 +26,11 @@ RATE_HZ = 16000
 _CHILD = r"""
 import json, sys, time
 import numpy as np, wave
-from asrpro_rpc.log import configure_logging
+from asrpro_rpc.system.log import configure_logging
 configure_logging("warning")
 from asrpro_rpc.engines import create_engine
 from asrpro_rpc.engines.base import LoadSpec
-from asrpro_rpc.transcripts import TranscribeOptions
+from asrpro_rpc.transcripts.types import TranscribeOptions
 engine_name, model_path, wav_path, device = sys.argv[1:5]
 with wave.open(wav_path, "rb") as w:
     audio = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768

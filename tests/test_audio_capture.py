@@ -14,7 +14,7 @@ import soundfile as sf
 
 from asrpro_rpc.audio import permissions
 from asrpro_rpc.audio.capture import InputCapture
-from asrpro_rpc.audio.devices import list_input_devices, resolve_device
+from asrpro_rpc.audio.inputs import list_input_devices, resolve_device
 from asrpro_rpc.audio.permissions import MACOS_SETTINGS_URL, PermissionProbe, check_permission
 from asrpro_rpc.audio.wavfile import WavWriter, repair_wav
 from asrpro_rpc.errors import DeviceUnavailable, PermissionDenied

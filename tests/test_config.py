@@ -19,14 +19,15 @@ import platformdirs.unix
 import platformdirs.windows
 import pytest
 
-from asrpro_rpc import errors, paths
-from asrpro_rpc.dispatcher import Session
+from asrpro_rpc import errors
+from asrpro_rpc.config import file as config_store
+from asrpro_rpc.config.service import ConfigService
+from asrpro_rpc.config.settings import SCHEMA_VERSION, Settings, migrate
+from asrpro_rpc.events import NotificationMessage
 from asrpro_rpc.methods import all_methods
 from asrpro_rpc.methods import config as config_methods
-from asrpro_rpc.notifications import NotificationMessage
-from asrpro_rpc.services import config_store
-from asrpro_rpc.services.config import ConfigService
-from asrpro_rpc.settings import SCHEMA_VERSION, Settings, migrate
+from asrpro_rpc.protocol.session import Session
+from asrpro_rpc.system import paths
 
 from .sidecar import Sidecar
 
@@ -315,7 +316,7 @@ import time
 from pathlib import Path
 
 from asrpro_rpc import durable
-from asrpro_rpc.services.config import ConfigService
+from asrpro_rpc.config.service import ConfigService
 
 config_dir, mode, count, pause_at = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
 service = ConfigService.open(config_dir)

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from asrpro_rpc import errors
-from asrpro_rpc.devices import (
+from asrpro_rpc.system.hardware import (
     DeviceReport,
     GpuInfo,
     choose_compute_type,

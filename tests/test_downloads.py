@@ -23,9 +23,9 @@ import anyio
 import pytest
 
 from asrpro_rpc import errors
-from asrpro_rpc.downloads import HubClient
-from asrpro_rpc.model_store import ModelStore
-from asrpro_rpc.registry import find_spec
+from asrpro_rpc.catalog.hub import HubClient
+from asrpro_rpc.catalog.specs import find_spec
+from asrpro_rpc.catalog.store import ModelStore
 from asrpro_rpc.services.downloads import SOURCE_NAME, DownloadService
 from tests.sidecar import Sidecar
 

@@ -14,8 +14,8 @@ import pytest
 
 from asrpro_rpc import errors
 from asrpro_rpc.engines.base import LoadSpec
-from asrpro_rpc.engines.host_client import EngineHost
-from asrpro_rpc.transcripts import TranscribeOptions, Transcript
+from asrpro_rpc.engines.host.client import EngineHost
+from asrpro_rpc.transcripts.types import TranscribeOptions, Transcript
 from tests.fixtures.models import TINY_FAST
 from tests.wer import wer
 

@@ -7,8 +7,8 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asrpro_rpc.formats import MAX_CUE_LINES, MAX_LINE_CHARS, render, subtitle_cues
-from asrpro_rpc.transcripts import Segment, Transcript, Word
+from asrpro_rpc.transcripts.formats import MAX_CUE_LINES, MAX_LINE_CHARS, render, subtitle_cues
+from asrpro_rpc.transcripts.types import Segment, Transcript, Word
 
 LONG_SENTENCE = (
     "Speech recognition works offline on this computer and it keeps working when the network is down, "

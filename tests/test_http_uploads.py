@@ -13,13 +13,13 @@ import anyio
 import pytest
 from starlette.requests import Request
 
-from asrpro_rpc.app import App
+from asrpro_rpc.catalog.store import ModelStore
+from asrpro_rpc.config.service import ConfigService
 from asrpro_rpc.http.errors import HttpError
 from asrpro_rpc.http.guard import Guard
 from asrpro_rpc.http.state import ShimOptions, ShimState
 from asrpro_rpc.http.uploads import read_upload
-from asrpro_rpc.model_store import ModelStore
-from asrpro_rpc.services.config import ConfigService
+from asrpro_rpc.services.container import App
 
 BOUNDARY = "xyzzy"
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import platform
 import re
 import sys
-import tomllib
 from importlib import metadata
 from pathlib import Path
 
 import pytest
+import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -88,4 +88,6 @@ def test_the_environment_running_the_tests_is_the_lock() -> None:
         for name, version in locked_versions().items()
         if installed.get(name) != version
     }
-    assert not differing, f"installed versions differ from requirements/lock.txt (locked, installed): {differing}"
+    assert not differing, (
+        f"installed versions differ from requirements/lock.txt (locked, installed): {differing}"
+    )

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from asrpro_rpc import errors, model_packs, model_store
-from asrpro_rpc.model_packs import WeightPack
-from asrpro_rpc.model_store import ModelStore
-from asrpro_rpc.registry import WHISPER_LANGUAGES, find_spec
+from asrpro_rpc import errors
+from asrpro_rpc.catalog import packs as model_packs
+from asrpro_rpc.catalog import store as model_store
+from asrpro_rpc.catalog.packs import WeightPack
+from asrpro_rpc.catalog.specs import WHISPER_LANGUAGES, find_spec
+from asrpro_rpc.catalog.store import ModelStore
 from tests.fixtures.models import TINY_MODEL_ID
 
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from asrpro_rpc import errors
-from asrpro_rpc.engines.onnx import choose_provider, words_from_tokens
-from asrpro_rpc.engines.parakeet import choose_runtime, onnx_export_dir
-from asrpro_rpc.engines.parakeet_common import MAX_SEGMENT_S, build_transcript, check_language, word
-from asrpro_rpc.engines.windows import silero_cut_finder, window_bounds
-from asrpro_rpc.transcripts import TranscribeOptions
+from asrpro_rpc.engines.chunking import silero_cut_finder, window_bounds
+from asrpro_rpc.engines.parakeet.common import MAX_SEGMENT_S, build_transcript, check_language, word
+from asrpro_rpc.engines.parakeet.onnx import choose_provider, words_from_tokens
+from asrpro_rpc.engines.parakeet.route import choose_runtime, onnx_export_dir
+from asrpro_rpc.transcripts.types import TranscribeOptions
 
 
 def _never() -> bool:

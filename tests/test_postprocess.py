@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from asrpro_rpc.postprocess import clean_text, drop_low_confidence, join_segment_texts, postprocess
-from asrpro_rpc.transcripts import Segment, TranscribeOptions, Transcript, Word
+from asrpro_rpc.transcripts.cleanup import clean_text, drop_low_confidence, join_segment_texts, postprocess
+from asrpro_rpc.transcripts.types import Segment, TranscribeOptions, Transcript, Word
 
 
 @pytest.mark.parametrize(

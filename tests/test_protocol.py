@@ -185,7 +185,7 @@ def test_large_line_under_the_limit_is_accepted(sidecar: Sidecar) -> None:
 
 NOISY_SERVER = """
 import ctypes, os, sys, threading, time, warnings
-import asrpro_rpc.cli as cli
+import asrpro_rpc.cli.main as cli
 
 def noise():
     libc = ctypes.CDLL(None)
@@ -243,7 +243,7 @@ def test_rpc_discover_matches_checked_in_schema(sidecar: Sidecar) -> None:
 
 def test_startup_imports_no_heavy_packages() -> None:
     code = (
-        "import sys, asrpro_rpc.server, asrpro_rpc.cli, asrpro_rpc.capabilities as c;"
+        "import sys, asrpro_rpc.protocol.server, asrpro_rpc.cli.main, asrpro_rpc.system.capabilities as c;"
         "from asrpro_rpc.methods import all_methods; all_methods(); c.probe_capabilities();"
         "heavy = {'torch','nemo','faster_whisper','ctranslate2','av','sounddevice','numpy','onnxruntime'};"
         "print(sorted(heavy & set(sys.modules)))"

@@ -8,8 +8,9 @@ import sys
 import msgspec
 import pytest
 
-from asrpro_rpc import errors, registry
-from asrpro_rpc.registry import BUILTIN_MODELS, DEFAULT_MODEL_ID, ModelSpec, find_spec
+from asrpro_rpc import errors
+from asrpro_rpc.catalog import specs as registry
+from asrpro_rpc.catalog.specs import BUILTIN_MODELS, DEFAULT_MODEL_ID, ModelSpec, find_spec
 
 SEED_IDS = ("whisper-medium-onnx", "parakeet-tdt-0.6b", "parakeet-tdt-1.1b")
 WHISPER_SIZES = (
@@ -110,7 +111,7 @@ def test_spec_round_trips_through_json() -> None:
 
 def test_importing_the_model_modules_stays_light() -> None:
     code = (
-        "import sys, asrpro_rpc.registry, asrpro_rpc.model_store, asrpro_rpc.model_packs, asrpro_rpc.devices;"
+        "import sys, asrpro_rpc.catalog.specs, asrpro_rpc.catalog.store, asrpro_rpc.catalog.packs, asrpro_rpc.system.hardware;"
         "print(sorted(m for m in ('ctranslate2', 'faster_whisper', 'numpy', 'torch', 'onnxruntime') "
         "if m in sys.modules))"
     )

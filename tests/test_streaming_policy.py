@@ -14,7 +14,7 @@ from asrpro_rpc.streaming.agreement import LocalAgreement, normalize
 from asrpro_rpc.streaming.buffer import AudioWindow
 from asrpro_rpc.streaming.processor import StreamProcessor, StreamTuning
 from asrpro_rpc.streaming.vad import GateTuning, SileroVad, SpeechGate
-from asrpro_rpc.transcripts import Word
+from asrpro_rpc.transcripts.types import Word
 
 RATE = 16000
 

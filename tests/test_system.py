@@ -14,10 +14,10 @@ from typing import Any
 import psutil
 import pytest
 
-from asrpro_rpc.instance import InstanceLock, lock_path, read_info
-from asrpro_rpc.registry import find_spec
+from asrpro_rpc.catalog.specs import find_spec
 from asrpro_rpc.services.models import EngineStatus
 from asrpro_rpc.services.system import GpuMemory, MemoryUsage, SystemService, parse_nvidia_smi
+from asrpro_rpc.system.instance import InstanceLock, lock_path, read_info
 from tests.sidecar import Sidecar
 
 FAST = {"temperature": 0.0, "beam_size": 1, "language": "en", "condition_on_previous_text": False}

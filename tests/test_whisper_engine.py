@@ -13,7 +13,7 @@ from asrpro_rpc.audio.decode import decode_audio
 from asrpro_rpc.engines import create_engine
 from asrpro_rpc.engines.base import LoadInfo, LoadSpec
 from asrpro_rpc.engines.whisper import WhisperEngine
-from asrpro_rpc.transcripts import TranscribeOptions, Transcript, VadOptions
+from asrpro_rpc.transcripts.types import TranscribeOptions, Transcript, VadOptions
 from tests.fixtures.models import TINY_FAST
 from tests.wer import wer
 

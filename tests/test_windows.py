@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from asrpro_rpc.engines.windows import window_bounds
+from asrpro_rpc.engines.chunking import window_bounds
 
 
 def test_short_audio_is_one_window() -> None:

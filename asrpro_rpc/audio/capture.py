@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AsrproError, DeviceUnavailable
-from . import devices
+from . import inputs as devices
 from .permissions import permission_error
 
 if TYPE_CHECKING:

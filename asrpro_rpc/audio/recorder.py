@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Literal
 import msgspec
 
 from ..errors import AsrproError
-from ..notifications import AudioLevel
+from ..events import AudioLevel
 from .capture import InputCapture
 from .wavfile import WavWriter, repair_wav
 

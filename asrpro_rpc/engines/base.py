@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
-from asrpro_rpc.transcripts import Segment, TranscribeOptions, Transcript
+from asrpro_rpc.transcripts.types import Segment, TranscribeOptions, Transcript
 
 if TYPE_CHECKING:
     import numpy as np

@@ -16,7 +16,7 @@ import msgspec
 
 from asrpro_rpc import errors
 from asrpro_rpc.engines.base import LoadInfo, LoadProgress, LoadSpec, SegmentSink
-from asrpro_rpc.transcripts import Segment, TranscribeOptions, Transcript, Word
+from asrpro_rpc.transcripts.types import Segment, TranscribeOptions, Transcript, Word
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import numpy as np
     from faster_whisper import BatchedInferencePipeline, WhisperModel
 
-    from asrpro_rpc.devices import DeviceReport
+    from asrpro_rpc.system.hardware import DeviceReport
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class WhisperEngine:
                 f"faster-whisper is not installed ({exc}); install it: pip install 'asrpro-rpc[whisper]'",
                 engine="whisper",
             ) from exc
-        from asrpro_rpc.devices import choose_compute_type, choose_device, ct2_compute_types
+        from asrpro_rpc.system.hardware import choose_compute_type, choose_device, ct2_compute_types
 
         chosen, warnings = choose_device(
             spec.device, _ct2_device_report(ctranslate2), supported=("cpu", "cuda")
@@ -113,7 +113,7 @@ class WhisperEngine:
         if self._model is None or self._batched is None:
             raise errors.InternalError("No model is loaded in this engine.")
         self._check_options(options)
-        from asrpro_rpc.engines.windows import window_bounds
+        from asrpro_rpc.engines.chunking import window_bounds
 
         total_s = max(len(audio) / _SAMPLE_RATE_HZ, 1e-9)
         segments: list[Segment] = []
@@ -196,7 +196,7 @@ def _check_model_dir(spec: LoadSpec) -> None:
 
 def _ct2_device_report(ctranslate2: ModuleType) -> DeviceReport:
     """Just enough of a device report to choose between CPU and CUDA (no nvidia-smi, no torch)."""
-    from asrpro_rpc.devices import DeviceReport
+    from asrpro_rpc.system.hardware import DeviceReport
 
     try:
         return DeviceReport(cuda_device_count=ctranslate2.get_cuda_device_count())

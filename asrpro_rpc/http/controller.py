@@ -28,7 +28,7 @@ from .. import errors
 from .state import ShimOptions, ShimState, is_loopback
 
 if TYPE_CHECKING:
-    from ..app import App
+    from ..services.container import App
 
 log = logging.getLogger(__name__)
 _PORT_SEARCH = 100
@@ -240,7 +240,7 @@ def _import_server() -> tuple[Any, Any]:
     try:
         import uvicorn
 
-        from .app import create_app
+        from .asgi import create_app
     except ImportError as exc:
         raise errors.EngineUnavailable(
             f"The HTTP server needs the `http` extra ({exc.name} is missing): "

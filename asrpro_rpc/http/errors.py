@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import errors
-from ..dispatcher import error_for
+from ..protocol.session import error_for
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ from starlette.responses import Response
 
 from .. import errors
 from ..engines.base import SegmentSink
-from ..formats import render
-from ..rpc import ProgressReporter
+from ..methods.base import ProgressReporter
 from ..services.transcription import TranscriptionResult
-from ..transcripts import ResponseFormat, Task, Transcript
+from ..transcripts.formats import render
+from ..transcripts.types import ResponseFormat, Task, Transcript
 from .forms import SRT_FIELDS, TRANSCRIBE_FIELDS, TRANSLATE_FIELDS, TranscriptionForm, form_schema, parse_form
 from .schemas import AUDIO_RESPONSES, SRT_RESPONSES
 from .sse import Progress, TranscriptionEventStream

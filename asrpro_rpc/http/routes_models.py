@@ -10,8 +10,8 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from .. import __version__
-from ..registry import ALIASES
-from ..rpc import ProgressReporter
+from ..catalog.specs import ALIASES
+from ..methods.base import ProgressReporter
 from ..services.models import ModelInfo
 from .errors import HttpError
 from .schemas import (

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ..engines.base import SegmentSink
-from ..transcripts import Segment, Transcript
+from ..transcripts.types import Segment, Transcript
 from .errors import error_body, http_error_of
 
 KEEPALIVE_S = 1.0

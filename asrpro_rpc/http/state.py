@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 import anyio
 import msgspec
 
-from ..settings import ServerSettings
+from ..config.settings import ServerSettings
 
 if TYPE_CHECKING:
-    from ..app import App
+    from ..services.container import App
 
 
 class ShimOptions(msgspec.Struct, frozen=True, kw_only=True):

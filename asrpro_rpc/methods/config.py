@@ -12,10 +12,8 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from ..notifications import ConfigChanged
-from ..rpc import RequestContext, rpc_method
-from ..services.config import ChangeCallback
-from ..settings import (
+from ..config.service import ChangeCallback
+from ..config.settings import (
     AudioSettings,
     Category,
     DeviceSettings,
@@ -25,6 +23,8 @@ from ..settings import (
     Settings,
     UiSettings,
 )
+from ..events import ConfigChanged
+from .base import RequestContext, rpc_method
 
 
 class ConfigGetParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

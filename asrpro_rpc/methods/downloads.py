@@ -5,9 +5,9 @@ from __future__ import annotations
 import anyio
 import msgspec
 
-from ..rpc import RequestContext, rpc_method
 from ..services.downloads import DeleteResult, UpdateInfo
 from ..services.models import ModelInfo
+from .base import RequestContext, rpc_method
 
 
 class DownloadParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

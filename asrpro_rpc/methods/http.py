@@ -7,7 +7,7 @@ from typing import Annotated
 import msgspec
 
 from ..http.controller import STOP_GRACE_S, HttpStartRequest, HttpStatus
-from ..rpc import RequestContext, rpc_method
+from .base import RequestContext, rpc_method
 
 
 class HttpStopParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -11,8 +11,8 @@ import anyio
 import msgspec
 
 from .. import PROTOCOL_VERSION, __version__
-from ..capabilities import Capabilities, probe_capabilities
-from ..rpc import RequestContext, rpc_method
+from ..system.capabilities import Capabilities, probe_capabilities
+from .base import RequestContext, rpc_method
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ async def exit_(ctx: RequestContext) -> None:
 
 @rpc_method("rpc.discover", summary="The OpenRPC document describing every method, error and notification.")
 async def discover(ctx: RequestContext) -> dict[str, Any]:
-    from ..openrpc import build_document
+    from .openrpc import build_document
 
     return build_document(list(ctx.session.methods.values()))
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import anyio
 import msgspec
 
-from ..model_packs import PACKS, install_pack
-from ..rpc import RequestContext, rpc_method
+from ..catalog.packs import PACKS, install_pack
 from ..services.models import EngineStatus, ModelInfo
+from .base import RequestContext, rpc_method
 
 _MODEL_ERRORS = ("model_not_found", "model_not_downloaded", "model_load_failed", "out_of_memory")
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ..notifications import TranscriptionSegment
-from ..rpc import RequestContext, rpc_method
+from ..events import TranscriptionSegment
 from ..services.transcription import TranscribeFileParams, TranscriptionResult
-from ..transcripts import Segment
+from ..transcripts.types import Segment
+from .base import RequestContext, rpc_method
 
 
 @rpc_method(

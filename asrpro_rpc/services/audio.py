@@ -17,13 +17,13 @@ from typing import Any
 import msgspec
 import platformdirs
 
-from ..audio import devices as audio_devices
-from ..audio.devices import AudioDevice
+from ..audio import inputs as audio_devices
+from ..audio.inputs import AudioDevice
 from ..audio.permissions import MicrophonePermission, PermissionProbe, check_permission
 from ..audio.recorder import Recording, RecordingResult, recover_interrupted
 from ..errors import InvalidParams, NotFound
-from ..notifications import AudioDevicesChanged, NotificationMessage
-from ..paths import APP_NAME
+from ..events import AudioDevicesChanged, NotificationMessage
+from ..system.paths import APP_NAME
 
 log = logging.getLogger(__name__)
 

@@ -24,12 +24,12 @@ import anyio
 import msgspec
 
 from .. import errors
-from ..model_store import ModelStore
-from ..registry import ModelSpec
+from ..catalog.specs import ModelSpec
+from ..catalog.store import ModelStore
 from .models import LoadProgress, run_blocking
 
 if TYPE_CHECKING:
-    from ..downloads import HubClient, RemoteFile  # imported when first used: urllib/ssl cost ~20 ms
+    from ..catalog.hub import HubClient, RemoteFile
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class DownloadService:
     def client(self) -> HubClient:
         """The hub client, created on first use (keeps the network stack out of start-up)."""
         if self._client is None:
-            from ..downloads import HubClient
+            from ..catalog.hub import HubClient
 
             self._client = HubClient()
         return self._client

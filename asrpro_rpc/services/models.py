@@ -21,12 +21,12 @@ import anyio
 import msgspec
 
 from .. import errors
+from ..catalog.packs import available_packs, install_pack
+from ..catalog.specs import ModelSpec, resolve_alias
+from ..catalog.store import ModelStore
 from ..engines.base import LoadInfo, LoadSpec, SegmentSink
-from ..engines.host_client import EngineHost
-from ..model_packs import available_packs, install_pack
-from ..model_store import ModelStore
-from ..registry import ModelSpec, resolve_alias
-from ..transcripts import TranscribeOptions, Transcript
+from ..engines.host.client import EngineHost
+from ..transcripts.types import TranscribeOptions, Transcript
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -22,11 +22,11 @@ import anyio.abc
 import msgspec
 
 from .. import errors
-from ..notifications import NotificationMessage, StreamFinal, StreamPartial
+from ..events import NotificationMessage, StreamFinal, StreamPartial
 from ..streaming.processor import EndReason, StreamProcessor, StreamTuning, Utterance
 from ..streaming.session import Encoding, LiveStream, StreamSummary, samples_from_bytes
 from ..streaming.vad import SAMPLE_RATE_HZ, GateTuning, SileroVad
-from ..transcripts import Segment, TranscribeOptions, Word
+from ..transcripts.types import Segment, TranscribeOptions, Word
 from .models import ModelManager, run_blocking
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ import msgspec
 import psutil
 
 from .. import __version__
-from ..registry import ModelSpec
+from ..catalog.specs import ModelSpec
 from .models import EngineStatus
 
 log = logging.getLogger(__name__)

@@ -11,9 +11,17 @@ import msgspec
 
 from .. import errors
 from ..engines.base import SegmentSink
-from ..formats import render
-from ..postprocess import postprocess
-from ..transcripts import Granularity, ResponseFormat, Segment, Task, TranscribeOptions, Transcript, Word
+from ..transcripts.cleanup import postprocess
+from ..transcripts.formats import render
+from ..transcripts.types import (
+    Granularity,
+    ResponseFormat,
+    Segment,
+    Task,
+    TranscribeOptions,
+    Transcript,
+    Word,
+)
 from .models import ModelManager
 
 Stage = Literal["loading_model", "decoding", "transcribing", "done"]

@@ -11,7 +11,7 @@ import anyio
 import msgspec
 
 from asrpro_rpc.streaming.vad import SAMPLE_RATE_HZ
-from asrpro_rpc.transcripts import Segment, TranscribeOptions
+from asrpro_rpc.transcripts.types import Segment, TranscribeOptions
 
 if TYPE_CHECKING:
     import numpy as np

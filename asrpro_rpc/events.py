@@ -1,0 +1,118 @@
+"""Server → host notification payloads (documented in the OpenRPC document's ``x-notifications``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from .audio.inputs import AudioDevice
+from .protocol.messages import RequestId
+from .transcripts.types import Segment
+
+
+class ModelProgress(msgspec.Struct, frozen=True):
+    model_id: str
+    progress: float
+    """0..1"""
+    message: str
+    request_id: RequestId = None
+    downloaded_bytes: int | None = None
+    """Downloads only: bytes on disk so far (resumed bytes included)."""
+    total_bytes: int | None = None
+    """Downloads only: size of all the model's files."""
+    rate_bytes_per_s: int | None = None
+    """Downloads only: recent transfer rate."""
+
+
+class TranscriptionProgress(msgspec.Struct, frozen=True):
+    request_id: RequestId
+    progress: float
+    """0..1; reaches 1.0 exactly once, at the end."""
+    stage: Literal["decoding", "loading_model", "transcribing", "done"]
+    file_id: str | None = None
+
+
+class TranscriptionSegment(msgspec.Struct, frozen=True):
+    """One finished segment of a running ``transcribe.file`` (asked for with ``segment_notifications``)."""
+
+    request_id: RequestId
+    segment: Segment
+    """As the result will have it: absolute times, final id."""
+    file_id: str | None = None
+
+
+class NotificationMessage(msgspec.Struct, frozen=True):
+    level: Literal["info", "warning", "error"]
+    message: str
+    kind: str | None = None
+    """A stable machine-readable tag (e.g. ``model_unloaded``, ``device_fallback``)."""
+
+
+class ConfigChanged(msgspec.Struct, frozen=True):
+    keys: list[str]
+    """Dotted paths of the changed settings (``model.auto_unload_timeout_s``); config.get has the values."""
+
+
+NOTIFICATIONS: list[tuple[str, type[msgspec.Struct], str]] = [
+    ("model.progress", ModelProgress, "Progress of a model load or download."),
+    ("transcription.progress", TranscriptionProgress, "Progress of a transcription request."),
+    (
+        "transcription.segment",
+        TranscriptionSegment,
+        "A segment of a running transcription, as soon as decoded.",
+    ),
+    ("notification", NotificationMessage, "Something the user may want to know (fallbacks, auto-unload)."),
+    ("config.changed", ConfigChanged, "Settings changed (dotted keys); config.get has the values."),
+]
+
+
+class StreamPartial(msgspec.Struct, frozen=True, kw_only=True):
+    stream_id: str
+    segment_id: int
+    """The ``stream.final`` segment these words will belong to."""
+    stable: str
+    """Words two consecutive decodes agreed on: within a segment it only grows, never changes."""
+    unstable: str
+    """The latest guess after the stable words; may change with the next decode."""
+    start: float
+    """Seconds from the stream's start where the open utterance begins."""
+    audio_end: float
+    """Seconds from the stream's start up to which audio was decoded."""
+
+
+class StreamFinal(msgspec.Struct, frozen=True, kw_only=True):
+    stream_id: str
+    segment: Segment
+    """Times in seconds from the stream's start; its text starts with the last partial's stable text."""
+    reason: Literal["silence", "max_length", "stop"]
+    """What ended it: a pause, a long utterance trimmed at a sentence end, or ``stream.stop``."""
+
+
+NOTIFICATIONS += [
+    ("stream.partial", StreamPartial, "Live text of a stream's open utterance (stable + unstable)."),
+    ("stream.final", StreamFinal, "A finished utterance of a stream (after a pause, or at stop)."),
+]
+
+
+class AudioLevel(msgspec.Struct, frozen=True):
+    """The level of a recording's last ~50 ms, for a VU meter (0..1 and dBFS)."""
+
+    recording_id: str
+    peak: float
+    rms: float
+    peak_dbfs: float
+    rms_dbfs: float
+
+
+class AudioDevicesChanged(msgspec.Struct, frozen=True):
+    devices: list[AudioDevice]
+    """The whole new list, as ``audio.devices`` returns it."""
+    added: list[str]
+    removed: list[str]
+
+
+NOTIFICATIONS += [
+    ("audio.level", AudioLevel, "A recording's level at ~20 Hz (peak and RMS, linear and dBFS)."),
+    ("audio.devices_changed", AudioDevicesChanged, "Input devices appeared or disappeared (hot-swap)."),
+]

@@ -1,0 +1,134 @@
+"""The services container shared by the RPC methods (and the HTTP shim)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+
+from ..catalog.specs import ModelSpec
+from ..catalog.store import ModelStore
+from ..config.service import ConfigService, default_legacy_dirs
+from ..config.settings import Settings
+from ..errors import AsrproError
+from ..http.controller import SHUTDOWN_GRACE_S, HttpController
+from ..methods.config import announce_changes
+from ..system import paths
+from ..system.instance import InstanceLock
+from .audio import AudioService
+from .downloads import DownloadService
+from .models import ManagerOptions, ModelManager
+from .streaming import StreamingService
+from .system import SystemService
+from .transcription import TranscriptionService
+
+log = logging.getLogger(__name__)
+Listener = Callable[[str, Any], None]
+
+
+class App:
+    """Long-lived services of one sidecar process. Notifications fan out to every listener (stdio, HTTP)."""
+
+    def __init__(
+        self,
+        *,
+        config: ConfigService | None = None,
+        store: ModelStore | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.started_monotonic_s = time.monotonic()
+        self.listeners: list[Listener] = []
+        self.config = config or open_config()
+        settings = self.config.settings
+        self.store = store or ModelStore.for_settings(settings)
+        self.models = ModelManager(
+            self.store,
+            manager_options(settings),
+            selected_id=settings.model.selected_id,
+            notify=self.notify,
+            clock=clock,
+        )
+        self.config.subscribe(self._apply_settings)
+        self.config.subscribe(announce_changes(self.notify))
+        self.config.subscribe_warnings(lambda warning: self.notify("notification", warning))
+        self.transcription = TranscriptionService(self.models)
+        self.downloads = DownloadService(self.store)
+        self.models.fetch = self.downloads.fetch_for_load  # whisper-*/parakeet-* download on first use
+        self.system = SystemService(
+            models_dir=self.store.models_dir, engine_status=self.models.status, notify=self.notify
+        )
+        self.models.before_load = self.system.check_before_load
+        self.listeners.append(self.system.observe)
+        self.instance_lock: InstanceLock | None = None
+        """Set by the stdio server when it holds the single-instance lock (the HTTP shim records its port)."""
+        self.streaming = StreamingService(self.models, self.notify)
+        self.audio = AudioService(self.notify)
+        self.http = HttpController(self)
+        """The optional OpenAI-compatible HTTP shim (started by http.start, --http or the settings)."""
+        self._closed = False
+
+    @property
+    def uptime_s(self) -> float:
+        return time.monotonic() - self.started_monotonic_s
+
+    def notify(self, method: str, params: Any) -> None:
+        """Send a notification to every connected host (thread-safe)."""
+        for listener in list(self.listeners):
+            listener(method, params)
+
+    def record_fault(self, error: AsrproError) -> None:
+        """A request failed through no fault of its own: ``system.health`` reports it as the last error."""
+        self.system.record_error(error.kind, error.message)
+
+    async def select_model(self, model_id: str) -> ModelSpec:
+        """Make ``model_id`` the default model and remember it in the settings."""
+        spec = self.models.select(model_id)
+        await self.config.aset({"model": {"selected_id": spec.id}})
+        return spec
+
+    def _apply_settings(self, changed_keys: list[str], settings: Settings) -> None:
+        """Settings changed (over RPC, HTTP or by another program): running services follow."""
+        self.models.configure(manager_options(settings))
+        if "model.selected_id" in changed_keys:
+            self.models.selected_id = settings.model.selected_id
+
+    async def run_background(self) -> None:
+        """Background duties (idle unload, settings hot reload); run in the server's task group."""
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(self.models.watch_idle)
+            task_group.start_soon(self.streaming.run)
+            task_group.start_soon(self.config.watch)
+
+    async def aclose(self) -> None:
+        """Release everything (end the engine process); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await self.http.stop(SHUTDOWN_GRACE_S)
+        await self.streaming.aclose()
+        await self.models.aclose()
+        await anyio.to_thread.run_sync(self.audio.close)
+        log.info("services closed")
+
+
+def open_config() -> ConfigService:
+    """The settings at the platform (or overridden) location; legacy dirs only for the real location."""
+    overridden = "ASRPRO_CONFIG_DIR" in os.environ
+    return ConfigService.open(paths.config_dir(), legacy_dirs=() if overridden else default_legacy_dirs())
+
+
+def manager_options(settings: Settings) -> ManagerOptions:
+    """The model manager's options from the ``device`` and ``model`` settings."""
+    device, model = settings.device, settings.model
+    return ManagerOptions(
+        device=device.preferred if model.prefer_gpu else "cpu",
+        device_index=device.cuda_index,
+        compute_type=device.compute_type,
+        cpu_threads=device.cpu_threads,
+        max_concurrency=device.max_concurrent_transcriptions,
+        idle_unload_s=model.auto_unload_timeout_s if model.auto_unload else None,
+    )
