@@ -1,14 +1,19 @@
-"""Server → host notification payloads (documented in the OpenRPC document's ``x-notifications``)."""
+"""Server → host notifications: the payloads (documented in the OpenRPC document's ``x-notifications``)
+and the progress reporter every long operation uses, whichever front started it."""
 
 from __future__ import annotations
 
-from typing import Literal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Literal
 
 import msgspec
 
-from .audio.inputs import AudioDevice
-from .protocol.messages import RequestId
 from .transcripts.types import Segment
+
+RequestId = int | str | None
+"""A JSON-RPC request id (``None`` for work no request started)."""
 
 
 class ModelProgress(msgspec.Struct, frozen=True):
@@ -95,24 +100,39 @@ NOTIFICATIONS += [
 ]
 
 
-class AudioLevel(msgspec.Struct, frozen=True):
-    """The level of a recording's last ~50 ms, for a VU meter (0..1 and dBFS)."""
+class ProgressReporter:
+    """Emits progress notifications for one request: throttled, monotonic, always sending 100 %.
 
-    recording_id: str
-    peak: float
-    rms: float
-    peak_dbfs: float
-    rms_dbfs: float
+    Thread-safe: engines call it from worker threads.
+    """
 
+    def __init__(
+        self,
+        emit: Callable[[dict[str, Any]], None],
+        fields: dict[str, Any],
+        *,
+        min_interval_s: float = 0.1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._emit = emit
+        self._fields = fields
+        self._min_interval_s = min_interval_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last_sent_at = -float("inf")
+        self._last_progress = 0.0
+        self._last_stage: object = None
 
-class AudioDevicesChanged(msgspec.Struct, frozen=True):
-    devices: list[AudioDevice]
-    """The whole new list, as ``audio.devices`` returns it."""
-    added: list[str]
-    removed: list[str]
-
-
-NOTIFICATIONS += [
-    ("audio.level", AudioLevel, "A recording's level at ~20 Hz (peak and RMS, linear and dBFS)."),
-    ("audio.devices_changed", AudioDevicesChanged, "Input devices appeared or disappeared (hot-swap)."),
-]
+    def __call__(self, progress: float, **extra: Any) -> None:
+        """Report ``progress`` in 0..1 plus fields such as ``stage`` or ``message``."""
+        with self._lock:
+            progress = min(1.0, max(progress, self._last_progress))
+            now = self._clock()
+            stage = extra.get("stage")
+            due = now - self._last_sent_at >= self._min_interval_s
+            if not (due or progress >= 1.0 or stage != self._last_stage):
+                return
+            if progress >= 1.0 and self._last_progress >= 1.0 and stage == self._last_stage:
+                return
+            self._last_sent_at, self._last_progress, self._last_stage = now, progress, stage
+        self._emit({**self._fields, "progress": round(progress, 4), **extra})

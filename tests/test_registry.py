@@ -111,7 +111,8 @@ def test_spec_round_trips_through_json() -> None:
 
 def test_importing_the_model_modules_stays_light() -> None:
     code = (
-        "import sys, asrpro_rpc.catalog.specs, asrpro_rpc.catalog.store, asrpro_rpc.catalog.packs, asrpro_rpc.system.hardware;"
+        "import sys, asrpro_rpc.catalog.specs, asrpro_rpc.catalog.store, asrpro_rpc.catalog.packs, "
+        "asrpro_rpc.system.hardware;"
         "print(sorted(m for m in ('ctranslate2', 'faster_whisper', 'numpy', 'torch', 'onnxruntime') "
         "if m in sys.modules))"
     )

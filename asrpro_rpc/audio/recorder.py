@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Literal
 import msgspec
 
 from ..errors import AsrproError
-from ..events import AudioLevel
 from .capture import InputCapture
+from .notifications import AudioLevel
 from .wavfile import WavWriter, repair_wav
 
 if TYPE_CHECKING:

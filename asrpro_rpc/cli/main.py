@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import __version__
-from ..protocol.transport import guard_stdout
 from ..system.log import configure_logging
+from ..system.process import guard_stdout
 
 
 def _build_parser() -> argparse.ArgumentParser:

@@ -19,7 +19,7 @@ import anyio
 import msgspec
 
 from .. import errors
-from ..events import NotificationMessage
+from ..events import ConfigChanged, NotificationMessage
 from . import file as store
 from . import settings as schema
 from .settings import CATEGORIES, SCHEMA_VERSION, SettingError, Settings
@@ -392,3 +392,12 @@ class ConfigService:
             callback(*args)
         except Exception:  # a broken subscriber must not undo or block a saved change
             log.exception("settings subscriber failed", extra={"callback": repr(callback)})
+
+
+def announce_changes(notify: Callable[[str, Any], None]) -> ChangeCallback:
+    """A ConfigService subscriber sending ``config.changed`` through ``notify`` (the container's fan-out)."""
+
+    def announce(changed_keys: list[str], settings: Settings) -> None:
+        notify("config.changed", ConfigChanged(keys=changed_keys))
+
+    return announce

@@ -16,6 +16,7 @@ import msgspec
 
 from asrpro_rpc import errors
 from asrpro_rpc.engines.base import LoadInfo, LoadProgress, LoadSpec, SegmentSink
+from asrpro_rpc.system.process import default_cpu_threads
 from asrpro_rpc.transcripts.types import Segment, TranscribeOptions, Transcript, Word
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ class WhisperEngine:
                 device=device,
                 device_index=spec.device_index,
                 compute_type=compute_type,
-                cpu_threads=spec.cpu_threads or _default_cpu_threads(),
+                cpu_threads=spec.cpu_threads or default_cpu_threads(),
                 num_workers=max(1, spec.max_concurrency),
                 local_files_only=True,
             )
@@ -211,11 +212,6 @@ def _fallback(device: str, compute_type: str, exc: Exception) -> tuple[str, str]
     if device == "cpu" and compute_type != _SAFE_CPU_COMPUTE_TYPE and "compute type" in str(exc):
         return "cpu", _SAFE_CPU_COMPUTE_TYPE
     return None
-
-
-def _default_cpu_threads() -> int:
-    """Every core this process may use: a lone transcription (the common case) runs at full speed."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _transcribe_kwargs(options: TranscribeOptions) -> dict[str, Any]:

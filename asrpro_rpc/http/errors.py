@@ -16,7 +16,6 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import errors
-from ..protocol.session import error_for
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +89,7 @@ def http_error_of(exc: BaseException) -> HttpError:
     """Any exception as an :class:`HttpError` (service errors through ``BY_KIND``)."""
     if isinstance(exc, HttpError):
         return exc
-    error = error_for(exc)
+    error = errors.error_for(exc)
     mapping = BY_KIND.get(error.kind, _FALLBACK)
     headers = {} if mapping.retry is None else {"x-should-retry": "true" if mapping.retry else "false"}
     if mapping.retry:

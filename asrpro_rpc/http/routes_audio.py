@@ -20,7 +20,7 @@ from starlette.responses import Response
 
 from .. import errors
 from ..engines.base import SegmentSink
-from ..methods.base import ProgressReporter
+from ..events import ProgressReporter
 from ..services.transcription import TranscriptionResult
 from ..transcripts.formats import render
 from ..transcripts.types import ResponseFormat, Task, Transcript

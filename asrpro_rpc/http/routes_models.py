@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from .. import __version__
 from ..catalog.specs import ALIASES
-from ..methods.base import ProgressReporter
+from ..events import ProgressReporter
 from ..services.models import ModelInfo
 from .errors import HttpError
 from .schemas import (

@@ -8,8 +8,6 @@ Struct and the OpenRPC document can describe both sides without a second source 
 from __future__ import annotations
 
 import inspect
-import threading
-import time
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -17,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ..protocol.messages import RequestId
+from ..events import ProgressReporter, RequestId
 
 if TYPE_CHECKING:
-    from ..protocol.session import Session
+    from ..http.controller import HttpController
     from ..services.container import App
 
 Handler = Callable[..., Awaitable[Any]]
@@ -59,42 +57,17 @@ def rpc_method(name: str, *, summary: str, errors: tuple[str, ...] = ()) -> Call
     return declare
 
 
-class ProgressReporter:
-    """Emits progress notifications for one request: throttled, monotonic, always sending 100 %.
+class SessionControl(typing.Protocol):
+    """What handlers may ask of the session running them (``protocol.session.Session`` provides it)."""
 
-    Thread-safe: engines call it from worker threads.
-    """
+    methods: dict[str, RpcMethod]
+    shutdown_requested: bool
 
-    def __init__(
-        self,
-        emit: Callable[[dict[str, Any]], None],
-        fields: dict[str, Any],
-        *,
-        min_interval_s: float = 0.1,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._emit = emit
-        self._fields = fields
-        self._min_interval_s = min_interval_s
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._last_sent_at = -float("inf")
-        self._last_progress = 0.0
-        self._last_stage: object = None
+    def notify(self, method: str, params: Any) -> None: ...
 
-    def __call__(self, progress: float, **extra: Any) -> None:
-        """Report ``progress`` in 0..1 plus fields such as ``stage`` or ``message``."""
-        with self._lock:
-            progress = min(1.0, max(progress, self._last_progress))
-            now = self._clock()
-            stage = extra.get("stage")
-            due = now - self._last_sent_at >= self._min_interval_s
-            if not (due or progress >= 1.0 or stage != self._last_stage):
-                return
-            if progress >= 1.0 and self._last_progress >= 1.0 and stage == self._last_stage:
-                return
-            self._last_sent_at, self._last_progress, self._last_stage = now, progress, stage
-        self._emit({**self._fields, "progress": round(progress, 4), **extra})
+    def cancel_all(self, *, keep: RequestId = None) -> None: ...
+
+    def request_exit(self, code: int) -> None: ...
 
 
 @dataclass
@@ -104,7 +77,9 @@ class RequestContext:
     id: RequestId
     method: str
     app: App
-    session: Session
+    session: SessionControl
+    http: HttpController | None = None
+    """The HTTP shim's controller (built by the composition root; absent in bare sessions)."""
 
     def notify(self, method: str, params: Any) -> None:
         """Send a server → host notification (thread-safe)."""

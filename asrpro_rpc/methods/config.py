@@ -1,18 +1,17 @@
 """Config methods: config.get, config.set, config.reset, config.path (thin fronts over ConfigService).
 
-``config.changed`` is sent by one ConfigService subscriber (``announce_changes``) for every change, made
-here, through the HTTP shim or by another program editing the file, so no change is announced twice.
+``config.changed`` is sent by one ConfigService subscriber (``config.service.announce_changes``, wired by
+the services container) for every change, made here, through the HTTP shim or by another program editing
+the file, so no change is announced twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from ..config.service import ChangeCallback
 from ..config.settings import (
     AudioSettings,
     Category,
@@ -23,7 +22,6 @@ from ..config.settings import (
     Settings,
     UiSettings,
 )
-from ..events import ConfigChanged
 from .base import RequestContext, rpc_method
 
 
@@ -90,15 +88,6 @@ async def config_reset(ctx: RequestContext, params: ConfigResetParams) -> Settin
 async def config_path(ctx: RequestContext) -> ConfigPathResult:
     path = ctx.app.config.path
     return ConfigPathResult(path=str(path), directory=str(path.parent))
-
-
-def announce_changes(notify: Callable[[str, Any], None]) -> ChangeCallback:
-    """A ConfigService subscriber sending ``config.changed`` through ``notify`` (e.g. ``session.notify``)."""
-
-    def announce(changed_keys: list[str], settings: Settings) -> None:
-        notify("config.changed", ConfigChanged(keys=changed_keys))
-
-    return announce
 
 
 METHODS = [config_get, config_set, config_reset, config_path]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import msgspec
 
-from ..catalog.packs import PACKS, install_pack
+from ..catalog.packs import PACKS
 from ..services.models import EngineStatus, ModelInfo
 from .base import RequestContext, rpc_method
 
@@ -121,7 +121,7 @@ async def import_model(ctx: RequestContext, params: ImportParams) -> ModelInfo:
         )
     store = ctx.app.store
     if params.pack is not None:
-        await anyio.to_thread.run_sync(install_pack, params.pack, store)
+        await anyio.to_thread.run_sync(store.install_pack, params.pack)
         spec = store.get(params.pack)
     else:
         spec = await anyio.to_thread.run_sync(store.import_dir, params.path, params.model)

@@ -17,10 +17,13 @@ from typing import Any
 import msgspec
 
 from .. import PROTOCOL_VERSION, __version__
+from ..audio.notifications import AUDIO_NOTIFICATIONS
 from ..errors import ERROR_TYPES
-from ..events import NOTIFICATIONS
+from ..events import NOTIFICATIONS as CORE_NOTIFICATIONS
 from .base import RpcMethod
 
+NOTIFICATIONS = CORE_NOTIFICATIONS + AUDIO_NOTIFICATIONS
+"""Every server → host notification: (method, payload Struct, summary)."""
 REF_TEMPLATE = "#/components/schemas/{name}"
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema" / "openrpc.json"
 

@@ -6,8 +6,9 @@ from typing import Any
 
 import msgspec
 
+from ..events import RequestId
+
 JSONRPC_VERSION = "2.0"
-RequestId = int | str | None
 
 
 class Envelope(msgspec.Struct):

@@ -1,4 +1,5 @@
-"""Runs one stdio JSON-RPC session: guards fd 1, wires transport → session → services, handles signals."""
+"""The composition root: builds the services and the HTTP shim controller, wires transport → session →
+methods, serves stdio, handles signals."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from functools import partial
 import anyio
 import anyio.abc
 
-from ..http.controller import HttpStartRequest
+from ..http.controller import SHUTDOWN_GRACE_S, HttpController, HttpStartRequest
 from ..methods import all_methods
 from ..services.container import App
 from ..system.instance import InstanceLock, make_scratch_dir, remove_scratch_dir, watch_parent
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 Batch = list[bytes | LineTooLong] | None
 
 
-async def _watch_signals(session: Session, app: App) -> None:
+async def _watch_signals(session: Session, app: App, http: HttpController) -> None:
     """SIGINT/SIGTERM → the same graceful shutdown as ``shutdown``; a second signal forces exit."""
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
@@ -30,24 +31,30 @@ async def _watch_signals(session: Session, app: App) -> None:
                 log.warning("second signal: exiting now", extra={"signal": signum})
                 os._exit(130)
             log.info("signal received: shutting down", extra={"signal": signum})
-            await _shut_down(session, app)
+            await _shut_down(session, app, http)
 
 
-async def _shut_down(session: Session, app: App) -> None:
+async def _close(app: App, http: HttpController) -> None:
+    """Stop the HTTP shim, then release the services (end the engine process); idempotent."""
+    with anyio.CancelScope(shield=True):
+        await http.stop(SHUTDOWN_GRACE_S)
+        await app.aclose()
+
+
+async def _shut_down(session: Session, app: App, http: HttpController) -> None:
     """What ``shutdown`` + ``exit`` do: cancel requests, release the model, exit 0."""
     session.shutdown_requested = True
     session.cancel_all()
-    with anyio.CancelScope(shield=True):
-        await app.aclose()
+    await _close(app, http)
     session.request_exit(0)
 
 
-async def serve_stdio(app: App, protocol_fd: int) -> int:
+async def serve_stdio(app: App, http: HttpController, protocol_fd: int) -> int:
     """Serve JSON-RPC on stdin and ``protocol_fd`` (the real stdout) until exit or EOF; return the exit
     code."""
     writer = MessageWriter(protocol_fd)
     writer.start()
-    session = Session(all_methods(), app, writer.send)
+    session = Session(all_methods(), app, writer.send, http=http)
     app.listeners.append(session.notify)
     for warning in app.config.warnings:  # e.g. a corrupt settings file was moved aside
         app.notify("notification", warning)
@@ -65,15 +72,14 @@ async def serve_stdio(app: App, protocol_fd: int) -> int:
     try:
         async with anyio.create_task_group() as task_group:
             if sys.platform != "win32":
-                task_group.start_soon(_watch_signals, session, app)
+                task_group.start_soon(_watch_signals, session, app, http)
             task_group.start_soon(app.run_background)
-            task_group.start_soon(app.http.run)
-            task_group.start_soon(watch_parent, partial(_shut_down, session, app))
+            task_group.start_soon(http.run)
+            task_group.start_soon(watch_parent, partial(_shut_down, session, app, http))
             code = await session.serve(receive_stream)
             task_group.cancel_scope.cancel()
     finally:
-        with anyio.CancelScope(shield=True):
-            await app.aclose()
+        await _close(app, http)
         receive_stream.close()
         writer.close()
     log.info("exiting", extra={"exit_code": code})
@@ -88,7 +94,7 @@ def run_stdio_server(
     http: HttpStartRequest | None = None,
 ) -> int:
     """Entry point for ``asrpro serve``: single-instance lock, private temp dir, then serve on
-    ``protocol_fd`` (from ``transport.guard_stdout``, taken before anything else could print).
+    ``protocol_fd`` (from ``system.process.guard_stdout``, taken before anything else could print).
 
     Raises:
         AlreadyRunning: another sidecar serves the same settings (without ``allow_multiple``/``replace``).
@@ -100,8 +106,9 @@ def run_stdio_server(
     try:
         app = App()
         app.instance_lock = lock
-        app.http.launch_request = http  # `serve --http`; otherwise the settings decide
-        return anyio.run(serve_stdio, app, protocol_fd)
+        controller = HttpController(app)
+        controller.launch_request = http  # `serve --http`; otherwise the settings decide
+        return anyio.run(serve_stdio, app, controller, protocol_fd)
     finally:
         remove_scratch_dir(scratch)
         if lock is not None:

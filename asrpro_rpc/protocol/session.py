@@ -1,6 +1,6 @@
 """The JSON-RPC session: validates envelopes, routes to the method table, runs requests concurrently.
 
-Every exception becomes a wire error here and only here (``error_for``). Each request runs in its own
+Every exception becomes a wire error here and only here (``errors.error_for``). Each request runs in its own
 cancel scope inside the session's task group, so ``$/cancelRequest`` (and shutdown) can cancel it; a
 cancelled request answers -32800.
 """
@@ -33,6 +33,7 @@ from .transport import MAX_LINE_BYTES, LineTooLong
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from ..http.controller import HttpController
     from ..services.container import App
 
 log = logging.getLogger(__name__)
@@ -44,22 +45,6 @@ DRAIN_S = 1.0
 """On exit or EOF, requests already running get this long to finish before they are cancelled."""
 _NOT_SET = msgspec.UNSET
 _cancel_decoder = msgspec.json.Decoder(CancelParams)
-
-
-def error_for(exc: BaseException) -> errors.AsrproError:
-    """Map any exception to a wire error; unexpected ones are logged with their traceback."""
-    if isinstance(exc, errors.AsrproError):
-        return exc
-    if isinstance(exc, MemoryError):
-        return errors.OutOfMemory("Out of memory. Close other applications or use a smaller model.")
-    if isinstance(exc, FileNotFoundError):
-        return errors.FileNotFound(f"File not found: {exc.filename or exc}")
-    if isinstance(exc, PermissionError):
-        return errors.PermissionDenied(f"Permission denied: {exc.filename or exc}")
-    log.error("unexpected error", exc_info=exc)
-    return errors.InternalError(
-        f"Internal error ({type(exc).__name__}: {exc}); details are in the sidecar log."
-    )
 
 
 def _error_response(request_id: RequestId, exc: errors.AsrproError) -> ErrorResponse:
@@ -79,9 +64,17 @@ def _params_error(exc: msgspec.ValidationError | msgspec.DecodeError) -> errors.
 class Session:
     """One host connection: the method table, in-flight requests, lifecycle state."""
 
-    def __init__(self, methods: Sequence[RpcMethod], app: App, send: Callable[[bytes], None]) -> None:
+    def __init__(
+        self,
+        methods: Sequence[RpcMethod],
+        app: App,
+        send: Callable[[bytes], None],
+        *,
+        http: HttpController | None = None,
+    ) -> None:
         self.methods = {m.name: m for m in methods}
         self.app = app
+        self.http = http
         self._send = send
         self._inflight: dict[int | str, anyio.CancelScope] = {}
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -101,7 +94,7 @@ class Session:
         except (TypeError, msgspec.EncodeError) as exc:
             log.error("result not encodable", exc_info=exc)
             request_id = message.id if isinstance(message, (Response, ErrorResponse)) else None
-            data = encoder.encode(_error_response(request_id, error_for(exc)))
+            data = encoder.encode(_error_response(request_id, errors.error_for(exc)))
         self._send(data + b"\n")
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -144,7 +137,7 @@ class Session:
         try:
             self._handle_line(line)
         except Exception as exc:  # a bug here must not take the session down
-            self._reply(_error_response(None, error_for(exc)))
+            self._reply(_error_response(None, errors.error_for(exc)))
 
     def _handle_line(self, line: bytes | LineTooLong) -> None:
         if isinstance(line, LineTooLong):
@@ -301,7 +294,7 @@ class Session:
             if is_notification:
                 log.warning("notification failed", extra={"method": method.name, "error": str(exc)})
                 return None
-            error = error_for(exc)
+            error = errors.error_for(exc)
             if error.kind in SERVER_FAULTS:
                 self.app.record_fault(error)
             return _error_response(reply_id, error)
@@ -313,7 +306,7 @@ class Session:
     async def _call(self, method: RpcMethod, request_id: RequestId, params: bytes) -> Any:
         if self.shutdown_requested and method.name not in ("exit", "shutdown"):
             raise errors.ShuttingDown("The sidecar is shutting down; no new requests are accepted.")
-        ctx = RequestContext(request_id, method.name, self.app, self)
+        ctx = RequestContext(request_id, method.name, self.app, self, self.http)
         if method.decoder is None:
             if params.replace(b" ", b"") not in (b"", b"{}", b"[]", b"null"):
                 raise errors.InvalidParams(f"Invalid params: {method.name} takes no parameters")

@@ -1,7 +1,7 @@
 """Line-delimited framing over stdio, with fd 1 reserved for the protocol.
 
-``guard_stdout`` duplicates fd 1 for the protocol and points fd 1 at stderr, so prints, warnings and
-C-extension output can never reach the wire. ``LineReader`` reads stdin in a thread (portable: pipes,
+fd 1 is the protocol's alone (``system.process.guard_stdout`` took it before anything could print).
+``LineReader`` reads stdin in a thread (portable: pipes,
 files and ttys alike) and hands complete lines to the event loop in batches. ``MessageWriter`` owns the
 protocol fd: one writer thread, one ``write`` per batch of whole messages, so messages never interleave
 and a slow host never blocks the event loop.
@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import sys
 import threading
 from collections.abc import Callable
 
@@ -28,17 +27,6 @@ class LineTooLong:
 
     def __init__(self, size_bytes: int) -> None:
         self.size_bytes = size_bytes
-
-
-def guard_stdout() -> int:
-    """Reserve the real stdout for the protocol; return its private fd. fd 1 then points at stderr."""
-    sys.stdout.flush()
-    protocol_fd = os.dup(1)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    if hasattr(os, "set_inheritable"):
-        os.set_inheritable(protocol_fd, False)
-    return protocol_fd
 
 
 class LineReader:

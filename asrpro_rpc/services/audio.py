@@ -19,10 +19,11 @@ import platformdirs
 
 from ..audio import inputs as audio_devices
 from ..audio.inputs import AudioDevice
+from ..audio.notifications import AudioDevicesChanged
 from ..audio.permissions import MicrophonePermission, PermissionProbe, check_permission
 from ..audio.recorder import Recording, RecordingResult, recover_interrupted
 from ..errors import InvalidParams, NotFound
-from ..events import AudioDevicesChanged, NotificationMessage
+from ..events import NotificationMessage
 from ..system.paths import APP_NAME
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
-"""The services container shared by the RPC methods (and the HTTP shim)."""
+"""The services container: every long-lived service of one sidecar, shared by the RPC methods and the HTTP
+shim (which the composition root, ``protocol.server``, builds beside it)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,9 @@ import anyio
 
 from ..catalog.specs import ModelSpec
 from ..catalog.store import ModelStore
-from ..config.service import ConfigService, default_legacy_dirs
+from ..config.service import ConfigService, announce_changes, default_legacy_dirs
 from ..config.settings import Settings
 from ..errors import AsrproError
-from ..http.controller import SHUTDOWN_GRACE_S, HttpController
-from ..methods.config import announce_changes
 from ..system import paths
 from ..system.instance import InstanceLock
 from .audio import AudioService
@@ -67,8 +66,6 @@ class App:
         """Set by the stdio server when it holds the single-instance lock (the HTTP shim records its port)."""
         self.streaming = StreamingService(self.models, self.notify)
         self.audio = AudioService(self.notify)
-        self.http = HttpController(self)
-        """The optional OpenAI-compatible HTTP shim (started by http.start, --http or the settings)."""
         self._closed = False
 
     @property
@@ -108,7 +105,6 @@ class App:
         if self._closed:
             return
         self._closed = True
-        await self.http.stop(SHUTDOWN_GRACE_S)
         await self.streaming.aclose()
         await self.models.aclose()
         await anyio.to_thread.run_sync(self.audio.close)

@@ -21,7 +21,7 @@ import anyio
 import msgspec
 
 from .. import errors
-from ..catalog.packs import available_packs, install_pack
+from ..catalog.packs import available_packs
 from ..catalog.specs import ModelSpec, resolve_alias
 from ..catalog.store import ModelStore
 from ..engines.base import LoadInfo, LoadSpec, SegmentSink
@@ -363,7 +363,7 @@ class ModelManager:
                 return await self.fetch(spec, progress)
         if progress is not None:
             progress(0.0, "installing the offline weight pack into the model cache")
-        await anyio.to_thread.run_sync(install_pack, spec.id, self.store)
+        await anyio.to_thread.run_sync(self.store.install_pack, spec.id)
         return self.store.resolve_path(spec)
 
     @staticmethod

@@ -153,8 +153,8 @@ def _as_asrpro_error(exc: Exception, fallback: type[errors.AsrproError]) -> erro
 
 
 def main() -> None:
-    from asrpro_rpc.protocol.transport import guard_stdout
     from asrpro_rpc.system.log import configure_logging
+    from asrpro_rpc.system.process import guard_stdout
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     protocol_fd = guard_stdout()

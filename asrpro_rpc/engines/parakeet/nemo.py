@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from asrpro_rpc import errors
 from asrpro_rpc.engines.base import LoadInfo, LoadProgress, LoadSpec, SegmentSink
 from asrpro_rpc.engines.parakeet.common import SAMPLE_RATE_HZ, transcribe_parakeet, word
+from asrpro_rpc.system.process import default_cpu_threads
 from asrpro_rpc.transcripts.types import TranscribeOptions, Transcript, Word
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ class NemoEngine:
         progress(0.1, "importing NeMo (takes several seconds)")
         asr_models = import_nemo_asr()
         device, compute_type, warnings = _choose(spec, torch)
-        torch.set_num_threads(spec.cpu_threads or _default_cpu_threads())
+        torch.set_num_threads(spec.cpu_threads or default_cpu_threads())
         progress(0.6, f"restoring {Path(source).name}")
         try:
             if os.path.exists(source):
@@ -268,7 +269,3 @@ def _choose(spec: LoadSpec, torch: Any) -> tuple[str, str, list[str]]:
         f"(NeMo supports {', '.join(supported)} there)."
     )
     return device, supported[0], warnings
-
-
-def _default_cpu_threads() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from asrpro_rpc import errors
 from asrpro_rpc.engines.base import LoadInfo, LoadProgress, LoadSpec, SegmentSink
 from asrpro_rpc.engines.parakeet.common import SAMPLE_RATE_HZ, transcribe_parakeet, word
+from asrpro_rpc.system.process import default_cpu_threads
 from asrpro_rpc.transcripts.types import TranscribeOptions, Transcript, Word
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ class OnnxEngine:
 
         def build(device: str) -> Any:
             options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = spec.cpu_threads or _default_cpu_threads()
+            options.intra_op_num_threads = spec.cpu_threads or default_cpu_threads()
             providers = [PROVIDERS[device], "CPUExecutionProvider"] if device in PROVIDERS else None
             return onnx_asr.load_model(
                 str(config["model_type"]),
@@ -215,7 +215,3 @@ def _silence() -> np.ndarray:
     import numpy as np
 
     return np.zeros(SAMPLE_RATE_HZ // 2, dtype=np.float32)
-
-
-def _default_cpu_threads() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
