@@ -315,7 +315,7 @@ import sys
 import time
 from pathlib import Path
 
-from asrpro_rpc import durable
+from asrpro_rpc.system import files as durable
 from asrpro_rpc.config.service import ConfigService
 
 config_dir, mode, count, pause_at = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]

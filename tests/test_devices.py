@@ -44,7 +44,7 @@ def test_probe_reports_the_cpu_and_any_gpu() -> None:
 
 def test_probe_does_not_import_torch() -> None:
     code = (
-        "import sys; from asrpro_rpc import devices; devices.probe_devices(); print('torch' in sys.modules)"
+        "import sys; from asrpro_rpc.system import hardware; hardware.probe_devices(); print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

@@ -234,7 +234,8 @@ def test_child_keeps_stray_output_off_the_frames(
 ) -> None:
     noisy_child = (
         "import os\n"
-        "from asrpro_rpc.engines import whisper, host_main\n"
+        "from asrpro_rpc.engines import whisper\n"
+        "from asrpro_rpc.engines.host import main as host_main\n"
         "real = whisper.WhisperEngine.transcribe\n"
         "def noisy(self, *args):\n"
         "    print('stray print')\n"
