@@ -104,7 +104,7 @@ def main() -> None:
         if nemo is None or onnx is None:
             nemo, onnx = work / "tiny-parakeet.nemo", work / "tiny-parakeet-onnx"
             subprocess.run(
-                [sys.executable, "-m", "tests.fixtures.make_tiny_parakeet", str(nemo), "--seed", "3",
+                [sys.executable, "-m", "tests.support.make_tiny_parakeet", str(nemo), "--seed", "3",
                  "--onnx", str(onnx)],
                 cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip

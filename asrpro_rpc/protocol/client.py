@@ -36,9 +36,11 @@ class SidecarClient:
         *,
         env: dict[str, str] | None = None,
         stderr: IO[bytes] | int | None = None,
+        command: Sequence[str] | None = None,
     ) -> None:
+        """``command`` replaces the whole command line (default: this Python's ``asrpro serve ARGS``)."""
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "asrpro_rpc", "serve", *args],
+            command or [sys.executable, "-m", "asrpro_rpc", "serve", *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=stderr,
