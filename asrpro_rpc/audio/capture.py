@@ -1,7 +1,8 @@
 """Live microphone capture: a PortAudio callback stream, a delivery thread and a watchdog.
 
-The audio callback only copies each block into an unbounded queue; a delivery thread mixes to mono,
-resamples when the device can't run at the wanted rate, and hands float32 chunks to ``on_audio``. When a
+The audio callback only copies each block into an unbounded queue; a delivery thread converts the
+device's channels to the wanted ones (mixing down or duplicating), resamples when the device runs at
+another rate, and hands float32 chunks to ``on_audio``. When a
 sound server drops a stream, callbacks just stop (no status flag, no exception), so the delivery thread
 also watches the time of the last callback and reports a :class:`DeviceUnavailable` through ``on_error``
 after everything already captured has been delivered.
@@ -15,7 +16,8 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import AsrproError, DeviceUnavailable
 from . import inputs as devices
@@ -33,30 +35,66 @@ _POLL_S = 0.1
 _SOURCE_CHECK_INTERVAL_S = 1.0
 
 
-class _Resampler:
-    """Streaming float32 mono resampling through PyAV's libswresample."""
+Quality = Literal["low", "medium", "high"]
+RESAMPLER_OPTIONS: dict[str, str] = {
+    "low": "filter_size=8:phase_shift=6",
+    "medium": "filter_size=32:phase_shift=10",
+    "high": "filter_size=128:phase_shift=14:cutoff=0.98",
+}
+"""libswresample settings per ``audio.quality``: longer filters let less aliasing through (each ~2 ms/s)."""
 
-    def __init__(self, from_rate_hz: int, to_rate_hz: int) -> None:
+
+class Resampler:
+    """Streaming float32 resampling (``(frames,)`` mono or ``(frames, 2)`` stereo) through libswresample."""
+
+    def __init__(
+        self, from_rate_hz: int, to_rate_hz: int, *, channels: int = 1, quality: Quality = "high"
+    ) -> None:
         import av
 
         self._from_rate_hz = from_rate_hz
-        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=to_rate_hz)
+        self._channels = channels
+        self._layout = "mono" if channels == 1 else "stereo"
+        self._time_base = Fraction(1, from_rate_hz)
+        self._pts = 0
+        self._graph = av.filter.Graph()
+        source = self._graph.add_abuffer(
+            format="flt", sample_rate=from_rate_hz, layout=self._layout, time_base=self._time_base
+        )
+        resample = self._graph.add("aresample", f"{to_rate_hz}:{RESAMPLER_OPTIONS[quality]}")
+        sink = self._graph.add("abuffersink")
+        source.link_to(resample)
+        resample.link_to(sink)
+        self._graph.configure()
 
     def __call__(self, samples: Samples | None) -> Samples:
+        """Resample the next block; ``None`` flushes what the filter still holds (the end of the audio)."""
         import av
         import numpy as np
 
         frame = None
         if samples is not None:
-            frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="flt", layout="mono")
-            frame.sample_rate = self._from_rate_hz
-        out = [f.to_ndarray().reshape(-1) for f in self._resampler.resample(frame)]
-        return np.concatenate(out).astype(np.float32, copy=False) if out else np.zeros(0, np.float32)
+            frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="flt", layout=self._layout)
+            frame.sample_rate, frame.time_base, frame.pts = self._from_rate_hz, self._time_base, self._pts
+            self._pts += len(samples)
+        self._graph.push(frame)
+        out = []
+        while True:
+            try:
+                out.append(self._graph.pull().to_ndarray().reshape(-1, self._channels))
+            except (BlockingIOError, EOFError):  # nothing more for now / flushed
+                break
+        shape = (-1,) if self._channels == 1 else (-1, self._channels)
+        joined = np.concatenate(out) if out else np.zeros((0, self._channels), np.float32)
+        return joined.astype(np.float32, copy=False).reshape(shape)
 
 
 class InputCapture:
-    """Capture mono float32 audio at ``sample_rate_hz`` from ``device`` (id, name or None: the default).
+    """Capture float32 audio at ``sample_rate_hz`` from ``device`` (id, name or None: the default).
 
+    ``on_audio`` gets ``(frames,)`` arrays when ``channels`` is 1, ``(frames, 2)`` when it is 2. The device
+    is opened at ``device_sample_rate_hz`` (None: ``sample_rate_hz``) with ``device_channels`` (None:
+    ``channels``) when it accepts them, else at its own rate or another channel count, and converted.
     ``on_audio`` and ``on_error`` run on the delivery thread, never on the audio thread. After a failure
     (device lost, callbacks stalled for ``stall_timeout_s``) ``on_error`` runs once, after every captured
     chunk has been delivered, and the stream is closed; ``stop()`` is still safe to call.
@@ -72,17 +110,24 @@ class InputCapture:
         stall_timeout_s: float = 2.0,
         first_callback_timeout_s: float = 5.0,
         block_duration_s: float = 0.02,
+        channels: int = 1,
         device_sample_rate_hz: int | None = None,
+        device_channels: int | None = None,
+        quality: Quality = "high",
     ) -> None:
         self.device_selector = device
         self.sample_rate_hz = sample_rate_hz
+        self.channels = channels
         self.on_audio = on_audio
         self.on_error = on_error
         self.stall_timeout_s = stall_timeout_s
         self.first_callback_timeout_s = first_callback_timeout_s
         self.block_duration_s = block_duration_s
-        self.device_sample_rate_hz = device_sample_rate_hz
-        """The rate the device runs at (None: ``sample_rate_hz`` when accepted, else its default)."""
+        self.device_sample_rate_hz = device_sample_rate_hz or sample_rate_hz
+        """The rate asked of the device; after ``start``, the rate it runs at."""
+        self.device_channels = device_channels or channels
+        """The channel count asked of the device; after ``start``, the one it was opened with."""
+        self.quality: Quality = quality
         self.device: devices.AudioDevice | None = None
         self.overflow_count = 0
         """Blocks the device reported as overflowed (audio lost before it reached us)."""
@@ -95,7 +140,6 @@ class InputCapture:
         self._finished = threading.Event()
         self._callbacks = 0
         self._last_callback_s = 0.0
-        self._channels = 1
         self._pulse_source: str | None = None
         self._source_checked_s = 0.0
 
@@ -136,23 +180,21 @@ class InputCapture:
         self._finished.set()
 
     # --- opening ---------------------------------------------------------------------------------
-    def _device_rate(self, sd: Any, index: int) -> int:
-        if self.device_sample_rate_hz is not None:
-            return self.device_sample_rate_hz
+    def _device_rate(self, sd: Any, index: int, channels: int) -> int:
         try:
-            sd.check_input_settings(device=index, samplerate=self.sample_rate_hz, channels=1)
+            sd.check_input_settings(device=index, samplerate=self.device_sample_rate_hz, channels=channels)
         except Exception:  # the device can't run at this rate: use its own and resample
             assert self.device is not None
             return int(self.device.default_sample_rate_hz)
-        return self.sample_rate_hz
+        return self.device_sample_rate_hz
 
     def _open(self, target: devices.OpenTarget) -> Any:
         import sounddevice as sd
 
-        rate = self._device_rate(sd, target.portaudio_index)
-        self.device_sample_rate_hz = rate
-        max_channels = target.device.max_input_channels
-        channel_options = [1] + ([min(2, max_channels)] if max_channels > 1 else [])
+        max_channels = max(1, target.device.max_input_channels)
+        wanted = min(self.device_channels, max_channels, 2)
+        channel_options = [wanted] + [c for c in (1, min(2, max_channels)) if c != wanted]
+        rate = self._device_rate(sd, target.portaudio_index, wanted)
         last_error: Exception | None = None
         with devices.PORTAUDIO_LOCK:
             for channels in channel_options:
@@ -179,7 +221,7 @@ class InputCapture:
                             os.environ.pop("PULSE_SOURCE", None)
                         else:
                             os.environ["PULSE_SOURCE"] = saved
-                self._channels = channels
+                self.device_sample_rate_hz, self.device_channels = rate, channels
                 devices.stream_opened()
                 log.info("capturing from %s at %d Hz, %d channel(s)", target.device.id, rate, channels)
                 return stream
@@ -219,8 +261,9 @@ class InputCapture:
     def _deliver(self) -> None:
         resample = None
         if self.device_sample_rate_hz != self.sample_rate_hz:
-            assert self.device_sample_rate_hz is not None
-            resample = _Resampler(self.device_sample_rate_hz, self.sample_rate_hz)
+            resample = Resampler(
+                self.device_sample_rate_hz, self.sample_rate_hz, channels=self.channels, quality=self.quality
+            )
         failure: AsrproError | None = None
         while True:
             try:
@@ -257,10 +300,15 @@ class InputCapture:
             reason="device_lost",
         )
 
-    def _hand_over(self, block: Any, overflowed: bool, resample: _Resampler | None) -> None:
+    def _hand_over(self, block: Any, overflowed: bool, resample: Resampler | None) -> None:
+        import numpy as np
+
         self.overflow_count += overflowed
-        samples = block[:, 0] if self._channels == 1 else block.mean(axis=1, dtype="float32")
-        self._emit(resample(samples) if resample is not None else samples)
+        if self.channels == 1:
+            samples = block[:, 0] if block.shape[1] == 1 else block.mean(axis=1, dtype="float32")
+        else:  # stereo: the device's first two channels, a mono device on both
+            samples = np.repeat(block, 2, axis=1) if block.shape[1] == 1 else block[:, :2]
+        self._emit(resample(np.ascontiguousarray(samples)) if resample is not None else samples)
 
     def _emit(self, samples: Samples) -> None:
         if not len(samples):

@@ -1,5 +1,8 @@
 """One recording: an :class:`InputCapture` feeding a crash-safe WAV file, with levels and hot-swap.
 
+The file has the recording's rate, channels and sample format; the device is opened in that format when
+it accepts it (else converted on the way).
+
 Capture's audio thread only queues copies; its delivery thread writes each chunk to disk, so a slow disk
 grows the queue instead of dropping audio. A journal entry names the file while it is being written, so
 :func:`recover_interrupted` can repair files left by a crash on the next start.
@@ -20,9 +23,9 @@ from typing import TYPE_CHECKING, Literal
 import msgspec
 
 from ..errors import AsrproError
-from .capture import InputCapture
+from .capture import InputCapture, Quality
 from .notifications import AudioLevel
-from .wavfile import WavWriter, repair_wav
+from .wavfile import SampleFormat, WavWriter, repair_wav
 
 if TYPE_CHECKING:
     import numpy as np
@@ -46,6 +49,9 @@ class RecordingResult(msgspec.Struct, frozen=True, kw_only=True):
     path: str
     duration_s: float
     sample_rate_hz: int
+    channels: int
+    format: SampleFormat
+    """``pcm16`` (16-bit integer) or ``float32`` samples in the WAV file."""
     device: str
     """Id of the device recorded last (it changes after a fallback to the default device)."""
     peak: float
@@ -70,6 +76,9 @@ class Recording:
         *,
         device: str | None,
         sample_rate_hz: int,
+        channels: int = 1,
+        sample_format: SampleFormat = "pcm16",
+        quality: Quality = "high",
         journal_dir: Path,
         max_duration_s: float | None = None,
         fallback_to_default: bool = False,
@@ -80,6 +89,9 @@ class Recording:
         self.id = f"rec_{uuid.uuid4().hex[:12]}"
         self.path = path
         self.sample_rate_hz = sample_rate_hz
+        self.channels = channels
+        self.sample_format: SampleFormat = sample_format
+        self.quality: Quality = quality
         self.max_frames = None if max_duration_s is None else int(max_duration_s * sample_rate_hz)
         self.fallback_to_default = fallback_to_default
         self.on_level = on_level
@@ -93,7 +105,7 @@ class Recording:
         self._peak = 0.0
         self._sum_squares = 0.0
         self._level_peak = self._level_sum_squares = 0.0
-        self._level_frames = 0
+        self._level_values = 0
         self._level_sent_at = -math.inf
         self._ended: EndReason | None = None
         self._finishing = False
@@ -106,6 +118,8 @@ class Recording:
             self._on_audio,
             on_error=self._on_capture_error,
             stall_timeout_s=self.stall_timeout_s,
+            channels=self.channels,
+            quality=self.quality,
         )
 
     @property
@@ -121,7 +135,9 @@ class Recording:
         """Create the file (and its journal entry) and start capturing; raises as InputCapture.start."""
         self._journal.parent.mkdir(parents=True, exist_ok=True)
         self._journal.write_text(json.dumps({"path": str(self.path)}))
-        self._writer = WavWriter(self.path, self.sample_rate_hz)
+        self._writer = WavWriter(
+            self.path, self.sample_rate_hz, channels=self.channels, sample_format=self.sample_format
+        )
         try:
             self._capture.start()
         except BaseException:
@@ -145,25 +161,26 @@ class Recording:
             samples = samples[: max(0, self.max_frames - writer.frames_written)]
         writer.write(samples)
         peak = float(np.max(np.abs(samples))) if len(samples) else 0.0
-        squares = float(np.dot(samples, samples))
+        squares = float(np.vdot(samples, samples))
         self._peak = max(self._peak, peak)
         self._sum_squares += squares
-        self._level(peak, squares, len(samples))
+        self._level(peak, squares, samples.size)
         if self.max_frames is not None and writer.frames_written >= self.max_frames:
             self._end_soon("max_duration", "Recording reached its maximum duration.", "info")
 
-    def _level(self, peak: float, squares: float, frames: int) -> None:
+    def _level(self, peak: float, squares: float, count: int) -> None:
+        """Accumulate ``count`` sample values (every channel) and send a level when one is due."""
         self._level_peak = max(self._level_peak, peak)
         self._level_sum_squares += squares
-        self._level_frames += frames
+        self._level_values += count
         now = time.monotonic()
-        if self.on_level is None or now - self._level_sent_at < LEVEL_INTERVAL_S or not self._level_frames:
+        if self.on_level is None or now - self._level_sent_at < LEVEL_INTERVAL_S or not self._level_values:
             return
-        rms = math.sqrt(self._level_sum_squares / self._level_frames)
+        rms = math.sqrt(self._level_sum_squares / self._level_values)
         level = AudioLevel(
             self.id, round(self._level_peak, 4), round(rms, 4), _dbfs(self._level_peak), _dbfs(rms)
         )
-        self._level_sent_at, self._level_peak, self._level_sum_squares, self._level_frames = now, 0.0, 0.0, 0
+        self._level_sent_at, self._level_peak, self._level_sum_squares, self._level_values = now, 0.0, 0.0, 0
         self.on_level(level)
 
     def _on_capture_error(self, error: AsrproError) -> None:
@@ -214,12 +231,14 @@ class Recording:
             self._writer.close()
             self._journal.unlink(missing_ok=True)
             frames = self._writer.frames_written
-            rms = math.sqrt(self._sum_squares / frames) if frames else 0.0
+            rms = math.sqrt(self._sum_squares / (frames * self.channels)) if frames else 0.0
             self._result = RecordingResult(
                 recording_id=self.id,
                 path=str(self.path),
                 duration_s=round(self._writer.duration_s, 3),
                 sample_rate_hz=self.sample_rate_hz,
+                channels=self.channels,
+                format=self.sample_format,
                 device=self.device_id,
                 peak=round(self._peak, 4),
                 peak_dbfs=_dbfs(self._peak),

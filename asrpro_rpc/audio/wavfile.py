@@ -1,17 +1,17 @@
-"""Crash-safe PCM16 mono WAV files: a writer that keeps the header valid, and a header repair.
+"""Crash-safe WAV files (16-bit PCM or 32-bit float, mono or stereo): a writer that keeps the header valid,
+and a header repair.
 
-The standard library's ``wave`` writer patches the RIFF and data sizes after every write, so a file cut
-short by a crash (kill -9) is already a valid WAV of what was written. If the process died between the
-samples and the header update, :func:`repair_wav` recomputes both sizes from the file's length.
+The writer patches the RIFF, ``fact`` and data sizes after every write, so a file cut short by a crash
+(kill -9) is already a valid WAV of what was written. If the process died between the samples and the
+header update, :func:`repair_wav` recomputes the sizes from the file's length.
 """
 
 from __future__ import annotations
 
 import logging
 import struct
-import wave
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     import numpy as np
@@ -19,29 +19,67 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+SampleFormat = Literal["pcm16", "float32"]
 _HEADER_SCAN_BYTES = 1 << 16
+_PCM, _IEEE_FLOAT = 1, 3
 
 
 class WavWriter:
-    """Appends float32 samples in -1..1 as 16-bit PCM; the header is valid after every ``write``."""
+    """Appends float32 samples in -1..1 (``(frames,)`` or ``(frames, channels)``) as ``sample_format``.
 
-    def __init__(self, path: Path, sample_rate_hz: int) -> None:
+    The header is valid after every ``write``. Float files carry the ``fact`` chunk non-PCM WAVs need.
+    """
+
+    def __init__(
+        self, path: Path, sample_rate_hz: int, *, channels: int = 1, sample_format: SampleFormat = "pcm16"
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.sample_rate_hz = sample_rate_hz
+        self.channels = channels
+        self.sample_format: SampleFormat = sample_format
         self.frames_written = 0
-        self._file = wave.open(str(path), "wb")  # noqa: SIM115 - closed in close()
-        self._file.setnchannels(1)
-        self._file.setsampwidth(2)
-        self._file.setframerate(sample_rate_hz)
-        self._file.writeframes(b"")  # the header, now
+        width = 2 if sample_format == "pcm16" else 4
+        self._block_align = width * channels
+        rate_bytes = sample_rate_hz * self._block_align
+        if sample_format == "pcm16":
+            fmt, fact = (
+                struct.pack("<HHIIHH", _PCM, channels, sample_rate_hz, rate_bytes, self._block_align, 16),
+                b"",
+            )
+        else:  # non-PCM: an 18-byte fmt (cbSize 0) and a fact chunk holding the frame count
+            fmt = struct.pack(
+                "<HHIIHHH", _IEEE_FLOAT, channels, sample_rate_hz, rate_bytes, self._block_align, 32, 0
+            )
+            fact = b"fact" + struct.pack("<II", 4, 0)
+        chunks = b"fmt " + struct.pack("<I", len(fmt)) + fmt + fact
+        self._fact_at = 12 + len(chunks) - 4 if fact else None
+        self._data_at = 12 + len(chunks) + 8
+        self._file = path.open("wb")  # noqa: SIM115 - closed in close()
+        self._file.write(
+            b"RIFF" + struct.pack("<I", self._data_at - 8) + b"WAVE" + chunks + b"data" + bytes(4)
+        )
+        self._file.flush()
 
     def write(self, samples: npt.NDArray[np.float32]) -> None:
         import numpy as np
 
-        pcm = np.clip(np.rint(samples * 32767.0), -32768, 32767).astype("<i2")
-        self._file.writeframes(pcm.tobytes())
-        self.frames_written += len(pcm)
+        if self.sample_format == "pcm16":
+            data = np.clip(np.rint(samples * 32767.0), -32768, 32767).astype("<i2")
+        else:
+            data = np.clip(samples, -1.0, 1.0).astype("<f4")
+        self._file.seek(0, 2)
+        self._file.write(data.tobytes())
+        self.frames_written += len(data)
+        data_bytes = self.frames_written * self._block_align
+        self._file.seek(4)
+        self._file.write(struct.pack("<I", self._data_at - 8 + data_bytes))
+        if self._fact_at is not None:
+            self._file.seek(self._fact_at)
+            self._file.write(struct.pack("<I", self.frames_written))
+        self._file.seek(self._data_at - 4)
+        self._file.write(struct.pack("<I", data_bytes))
+        self._file.flush()
 
     def close(self) -> None:
         self._file.close()
@@ -52,7 +90,7 @@ class WavWriter:
 
 
 def repair_wav(path: Path) -> bool:
-    """Make the RIFF and data chunk sizes match the file's length; True when something was fixed.
+    """Make the RIFF, data (and ``fact``) sizes match the file's length; True when something was fixed.
 
     A trailing partial sample frame is cut off. Files that are not RIFF/WAVE are left alone.
     """
@@ -60,11 +98,13 @@ def repair_wav(path: Path) -> bool:
         head = file.read(_HEADER_SCAN_BYTES)
         if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
             return False
-        block_align, offset = 1, 12
+        block_align, offset, fact_at = 1, 12, None
         while offset + 8 <= len(head):
             chunk_id, size = head[offset : offset + 4], struct.unpack("<I", head[offset + 4 : offset + 8])[0]
             if chunk_id == b"fmt " and offset + 22 <= len(head):
                 block_align = max(1, struct.unpack("<H", head[offset + 20 : offset + 22])[0])
+            if chunk_id == b"fact" and size >= 4:
+                fact_at = offset + 8
             if chunk_id == b"data":
                 break
             offset += 8 + size + (size & 1)
@@ -86,5 +126,8 @@ def repair_wav(path: Path) -> bool:
         file.write(struct.pack("<I", riff_size))
         file.seek(offset + 4)
         file.write(struct.pack("<I", data_bytes))
+        if fact_at is not None:
+            file.seek(fact_at)
+            file.write(struct.pack("<I", data_bytes // block_align))
     log.info("repaired the WAV header of %s (%d bytes of audio)", path, data_bytes)
     return True

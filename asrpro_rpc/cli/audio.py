@@ -36,9 +36,11 @@ def _meter(method: str, params: Any) -> None:
 
 
 def record_command(args: Any) -> int:
+    from ..config.file import read_settings
     from ..services.audio import AudioService, RecordStartParams
 
-    service = AudioService(_meter)
+    audio_settings = read_settings().audio
+    service = AudioService(_meter, settings=lambda: audio_settings)
     done = threading.Event()  # set by nothing: Ctrl+C or the duration ends the wait
     try:
         started = service.start_recording(

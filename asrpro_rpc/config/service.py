@@ -255,6 +255,7 @@ class ConfigService:
         if problems:
             raise errors.InvalidConfig(
                 f"Invalid settings: {_errors_text(problems)}",
+                path=problems[0].path,
                 errors=[msgspec.to_builtins(p) for p in problems],
             )
         return updated

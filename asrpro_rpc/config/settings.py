@@ -4,6 +4,7 @@ The settings file is a JSON object ``{"schema_version": N, "<category>": {"<key>
 lenient (an invalid value falls back and is reported as ``audio.sample_rate_hz: must be one of …``; the
 rest is kept); updates are strict and all-or-nothing. Keys this version doesn't know (written by a newer
 version) are carried through ``to_document`` untouched. Older layouts are upgraded by ``migrate``.
+``hotkey.combination`` is checked against the accelerator grammar (``hotkey.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from ..system import paths
+from .hotkey import hotkey_grammar, hotkey_problem
 
 SCHEMA_VERSION = 1
 """Version of the file layout written by this code; ``migrate`` upgrades anything older."""
@@ -53,7 +55,7 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class UiSettings(msgspec.Struct, frozen=True, kw_only=True):
-    """Look of the host's windows (stored here so host and sidecar share one file)."""
+    """Look of the host's windows: the host's to apply (stored, validated and announced here)."""
 
     theme: Literal["system", "light", "dark"] = "system"
     opacity: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 1.0
@@ -61,14 +63,18 @@ class UiSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class AudioSettings(msgspec.Struct, frozen=True, kw_only=True):
-    """Recording from the microphone."""
+    """The microphone: read when a recording or microphone stream starts (request params win)."""
 
     sample_rate_hz: Literal[8000, 16000, 22050, 24000, 32000, 44100, 48000] = 16000
+    """The rate the device is captured at, and a recording's file rate (streams decode at 16 kHz)."""
     channels: Annotated[int, msgspec.Meta(ge=1, le=2)] = 1
+    """Channels captured, and a recording's file channels (streams mix them to mono)."""
     format: Literal["pcm16", "float32"] = "pcm16"
+    """A recording's WAV sample format."""
     quality: Literal["low", "medium", "high"] = "high"
+    """The resampler's filter whenever the sidecar converts rates (``high``: the least aliasing)."""
     input_device: Annotated[str, msgspec.Meta(min_length=1)] | None = None
-    """Input device name; ``None`` uses the system default."""
+    """Input device id or name (``audio.devices``); ``None`` uses the system default."""
 
 
 class ModelSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -88,10 +94,10 @@ class ModelSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class HotkeySettings(msgspec.Struct, frozen=True, kw_only=True):
-    """The host's global dictation shortcut."""
+    """The host's global dictation shortcut: the host's to apply (stored, validated and announced here)."""
 
     combination: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] = "CommandOrControl+Shift+Space"
-    """An accelerator string (Electron/Tauri syntax)."""
+    """An accelerator (Electron/Tauri syntax): modifiers and one key joined by ``+``."""
     overlay: bool = True
     auto_paste: bool = True
 
@@ -126,6 +132,18 @@ class SettingError(msgspec.Struct, frozen=True):
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"
+
+
+def _check_hotkey(combination: str) -> str | None:
+    problem = hotkey_problem(combination)
+    if problem is None:
+        return None
+    example = '"CommandOrControl+Shift+Space"'
+    return f"must be modifiers and one key joined by + (e.g. {example}): {problem}; {hotkey_grammar()}"
+
+
+_CHECKS: dict[tuple[str, str], Callable[[Any], str | None]] = {("hotkey", "combination"): _check_hotkey}
+"""Rules beyond the type: (category, key) → the message for a bad value, or None."""
 
 
 # --- validation ------------------------------------------------------------------------------------
@@ -179,9 +197,14 @@ def _check(category: str, key: str, value: Any) -> tuple[Any, SettingError | Non
     """Validate one value: (converted value, None) or (None, the error)."""
     field_type, valid = _FIELDS[category][key]
     try:
-        return msgspec.convert(value, field_type), None
+        converted = msgspec.convert(value, field_type)
     except msgspec.ValidationError:
         return None, SettingError(f"{category}.{key}", f"must be {valid} (got {_show(value)})")
+    check = _CHECKS.get((category, key))
+    problem = check(converted) if check is not None else None
+    if problem is not None:
+        return None, SettingError(f"{category}.{key}", f"{problem} (got {_show(value)})")
+    return converted, None
 
 
 def merge_category(

@@ -6,7 +6,8 @@
 - ``Authorization: Bearer <server.api_token>`` on every route but ``/health`` when a token is set
   (WebSockets may pass it as ``?token=``, as browsers can't set headers there).
 - While stopping, new requests get 503 (``/health`` still answers, saying so).
-- Temp files a request registers (``register_temp_file``) are removed when it ends, however it ends.
+- Temp files a request registers (``register_temp_file``) are removed when it ends, however it ends, and
+  before its response's last byte is sent (so a client never sees them outlive its request).
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ def remove_file(path: Path) -> None:
         log.warning("could not remove a temp file", extra={"path": str(path), "error": str(exc)})
 
 
+def _remove_temp_files(scope: Scope) -> None:
+    registered = scope.get("state", {}).get(_TEMP_FILES, [])
+    while registered:
+        remove_file(registered.pop())
+
+
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", ()):
         if key == name:
@@ -69,13 +76,19 @@ class Guard:
         counted = scope["type"] == "http"
         if counted:
             self.state.enter()
+
+        async def send_after_cleanup(message: Any) -> None:
+            # The response's last message goes out only once the request's temp files are gone.
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                _remove_temp_files(scope)
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send_after_cleanup if counted else send)
         finally:
             if counted:
                 self.state.leave()
-            for path in scope.get("state", {}).get(_TEMP_FILES, ()):
-                remove_file(path)
+            _remove_temp_files(scope)
 
     def _check(self, scope: Scope) -> HttpError | None:
         options = self.state.options

@@ -2,7 +2,8 @@
 
 Nothing here imports sounddevice or numpy at module level; PortAudio starts on the first audio call.
 Several recordings may run at once (each opens its own stream). Recordings interrupted by a crash are
-repaired when the service starts.
+repaired when the service starts. Each recording reads the ``audio`` settings when it starts; what its
+request passes wins.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import platformdirs
@@ -22,7 +23,9 @@ from ..audio.inputs import AudioDevice
 from ..audio.notifications import AudioDevicesChanged
 from ..audio.permissions import MicrophonePermission, PermissionProbe, check_permission
 from ..audio.recorder import Recording, RecordingResult, recover_interrupted
-from ..errors import InvalidParams, NotFound
+from ..audio.wavfile import SampleFormat
+from ..config.settings import AudioSettings
+from ..errors import DeviceUnavailable, InvalidParams, NotFound
 from ..events import NotificationMessage
 from ..system.paths import APP_NAME
 
@@ -43,10 +46,15 @@ class RecordStartParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     """``audio.record.start``."""
 
     device: str | None = None
-    """A device id or name from ``audio.devices``; omitted: the default input device."""
+    """A device id or name from ``audio.devices``; omitted: ``audio.input_device``, else the default input."""
     path: str | None = None
     """The WAV file to write (parent directories are created); omitted: a new file in the recordings dir."""
-    sample_rate_hz: int = 16000
+    sample_rate_hz: int | None = None
+    """The file's rate, asked of the device (resampled if it refuses); omitted: ``audio.sample_rate_hz``."""
+    channels: Annotated[int, msgspec.Meta(ge=1, le=2)] | None = None
+    """1 (mono) or 2 (stereo); omitted: ``audio.channels``."""
+    format: SampleFormat | None = None
+    """``pcm16`` or ``float32`` samples in the file; omitted: ``audio.format``."""
     max_duration_s: float | None = None
     """End the recording on its own after this long (a ``notification`` says so)."""
     fallback_to_default: bool = False
@@ -60,24 +68,40 @@ class RecordStartResult(msgspec.Struct, frozen=True, kw_only=True):
     path: str
     device: str
     sample_rate_hz: int
+    channels: int
+    format: SampleFormat
 
 
 class RecordStopParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     recording_id: str
 
 
+def input_device_error(error: DeviceUnavailable) -> DeviceUnavailable:
+    """``error`` for a device the ``audio.input_device`` setting named, saying so."""
+    return DeviceUnavailable(
+        f"{error.message} The device comes from the audio.input_device setting: pass device, or change "
+        "the setting (config.set, null for the system default).",
+        **{**error.data, "setting": "audio.input_device"},
+    )
+
+
 class AudioService:
-    """Devices, recordings and permission; ``notify(method, params)`` reaches the hosts."""
+    """Devices, recordings and permission; ``notify(method, params)`` reaches the hosts.
+
+    ``settings()`` gives the ``audio`` settings in force (read at each recording's start).
+    """
 
     def __init__(
         self,
         notify: Notify,
         *,
+        settings: Callable[[], AudioSettings] = AudioSettings,
         recordings_root: Path | None = None,
         device_poll_interval_s: float = 2.0,
         permission_probe: PermissionProbe | None = None,
     ) -> None:
         self._notify = notify
+        self._settings = settings
         self.recordings_root = recordings_root or recordings_dir()
         self.journal_dir = self.recordings_root / ".in-progress"
         self.device_poll_interval_s = device_poll_interval_s
@@ -128,21 +152,32 @@ class AudioService:
     # --- recording -------------------------------------------------------------------------------
     def start_recording(self, params: RecordStartParams) -> RecordStartResult:
         """Start a recording; raises DeviceUnavailable / PermissionDenied when the device can't open."""
-        if params.sample_rate_hz < 1000 or params.sample_rate_hz > 384_000:
-            raise InvalidParams(f"sample_rate_hz must be 1000..384000, not {params.sample_rate_hz}.")
+        settings = self._settings()
+        rate = settings.sample_rate_hz if params.sample_rate_hz is None else params.sample_rate_hz
+        if rate < 1000 or rate > 384_000:
+            raise InvalidParams(f"sample_rate_hz must be 1000..384000, not {rate}.", field="sample_rate_hz")
         if params.max_duration_s is not None and params.max_duration_s <= 0:
-            raise InvalidParams("max_duration_s must be positive.")
+            raise InvalidParams("max_duration_s must be positive.", field="max_duration_s")
+        device = params.device or settings.input_device
         recording = Recording(
             Path(os.path.expanduser(params.path)) if params.path else self._auto_path(),
-            device=params.device,
-            sample_rate_hz=params.sample_rate_hz,
+            device=device,
+            sample_rate_hz=rate,
+            channels=params.channels or settings.channels,
+            sample_format=params.format or settings.format,
+            quality=settings.quality,
             journal_dir=self.journal_dir,
             max_duration_s=params.max_duration_s,
             fallback_to_default=params.fallback_to_default,
             on_level=(lambda level: self._notify("audio.level", level)) if params.levels else None,
             on_event=self._on_recording_event,
         )
-        recording.start()
+        try:
+            recording.start()
+        except DeviceUnavailable as exc:
+            if params.device is None and device is not None:
+                raise input_device_error(exc) from exc
+            raise
         with self._lock:
             self._recordings[recording.id] = recording
         self._ensure_watcher()
@@ -151,6 +186,8 @@ class AudioService:
             path=str(recording.path),
             device=recording.device_id,
             sample_rate_hz=recording.sample_rate_hz,
+            channels=recording.channels,
+            format=recording.sample_format,
         )
 
     def stop_recording(self, recording_id: str) -> RecordingResult:

@@ -64,8 +64,11 @@ class App:
         self.listeners.append(self.system.observe)
         self.instance_lock: InstanceLock | None = None
         """Set by the stdio server when it holds the single-instance lock (the HTTP shim records its port)."""
-        self.streaming = StreamingService(self.models, self.notify)
-        self.audio = AudioService(self.notify)
+        # the audio settings are read at each use: a recording or stream starts with those in force
+        self.streaming = StreamingService(
+            self.models, self.notify, settings=lambda: self.config.settings.audio
+        )
+        self.audio = AudioService(self.notify, settings=lambda: self.config.settings.audio)
         self._closed = False
 
     @property

@@ -4,7 +4,9 @@ Each stream has a worker task (in this service's task group) that holds the resi
 ``ModelManager.use`` while the stream lives, feeds pushed audio through voice activity detection, re-decodes
 the open utterance every ``interval_s`` of new audio (in the engine host process, audio sent as msgpack
 bytes), emits ``stream.partial`` (local agreement: stable + unstable text) and ``stream.final`` per
-utterance. Pushes only queue audio and return at once. When decoding falls behind, re-decodes are skipped
+utterance. Microphone streams open their device as the ``audio`` settings say (device, rate, channels,
+resampling quality; a ``device`` param wins) and turn it into 16 kHz mono for decoding. Pushes only queue
+audio and return at once. When decoding falls behind, re-decodes are skipped
 (never queued) and a ``notification`` warns once; a push beyond ``max_pending_s`` of backlog is refused
 with ``busy``.
 """
@@ -22,11 +24,13 @@ import anyio.abc
 import msgspec
 
 from .. import errors
+from ..config.settings import AudioSettings
 from ..events import NotificationMessage, StreamFinal, StreamPartial
 from ..streaming.processor import EndReason, StreamProcessor, StreamTuning, Utterance
 from ..streaming.session import Encoding, LiveStream, StreamSummary, samples_from_bytes
 from ..streaming.vad import SAMPLE_RATE_HZ, GateTuning, SileroVad
 from ..transcripts.types import Segment, TranscribeOptions, Word
+from .audio import input_device_error
 from .models import ModelManager, run_blocking
 
 log = logging.getLogger(__name__)
@@ -42,7 +46,7 @@ class StreamStartParams(TranscribeOptions, kw_only=True, frozen=True, forbid_unk
 
     source: Literal["push", "microphone"] = "push"
     device: str | None = None
-    """Microphone id or name (``audio.devices``); omitted: the default input."""
+    """Microphone id or name (``audio.devices``); omitted: ``audio.input_device``, else the default input."""
     model: str | None = None
     encoding: Encoding = "pcm16"
     """What ``stream.push`` carries: little-endian ``pcm16`` or ``f32`` mono samples."""
@@ -74,6 +78,13 @@ class StreamStartResult(msgspec.Struct, frozen=True, kw_only=True):
     source: Literal["push", "microphone"]
     encoding: Encoding
     sample_rate_hz: int
+    """The rate decoding runs at (pushed audio must have it)."""
+    device: str | None = None
+    """The microphone recorded (microphone streams)."""
+    device_sample_rate_hz: int | None = None
+    """The rate the microphone is captured at (``audio.sample_rate_hz`` when the device accepts it)."""
+    device_channels: int | None = None
+    """The channels captured (``audio.channels``), mixed to mono for decoding."""
 
 
 class StreamPushParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -100,19 +111,24 @@ class StreamCancelResult(msgspec.Struct, frozen=True):
 
 
 class StreamingService:
-    """Live streams over the model manager's resident model; ``run`` must be running (the app's task)."""
+    """Live streams over the model manager's resident model; ``run`` must be running (the app's task).
+
+    ``settings()`` gives the ``audio`` settings in force (read when a microphone stream starts).
+    """
 
     def __init__(
         self,
         models: ModelManager,
         notify: Notify,
         *,
+        settings: Callable[[], AudioSettings] = AudioSettings,
         max_streams: int = 4,
         max_pending_s: float = 30.0,
         behind_warning_s: float = 2.0,
     ) -> None:
         self.models = models
         self._notify = notify
+        self._settings = settings
         self.max_streams = max_streams
         self.max_pending_s = max_pending_s
         self.behind_warning_s = behind_warning_s
@@ -155,12 +171,16 @@ class StreamingService:
         if stream.error is not None:
             self._streams.pop(stream.id, None)
             raise stream.error
+        capture = stream.capture
         return StreamStartResult(
             stream_id=stream.id,
             model=spec.id,
             source=params.source,
             encoding=params.encoding,
             sample_rate_hz=SAMPLE_RATE_HZ,
+            device=capture.device.id if capture and capture.device else None,
+            device_sample_rate_hz=capture.device_sample_rate_hz if capture else None,
+            device_channels=capture.device_channels if capture else None,
         )
 
     def push(self, params: StreamPushParams) -> StreamPushResult:
@@ -238,7 +258,6 @@ class StreamingService:
     # --- the worker ------------------------------------------------------------------------------------
     async def _worker(self, stream: LiveStream, params: StreamStartParams) -> None:
         """Run one stream; every failure ends up in ``stream.error`` (never in the task group)."""
-        capture: Any = None
         try:
             with stream.scope:
                 async with self.models.use(stream.model_id) as resident:
@@ -247,7 +266,7 @@ class StreamingService:
                     )
                     await self._warm_up(stream, resident)
                     if params.source == "microphone":
-                        capture = await anyio.to_thread.run_sync(self._open_microphone, stream, params)
+                        await anyio.to_thread.run_sync(self._open_microphone, stream, params)
                     stream.ready.set()
                     await self._loop(stream, resident)
         except Exception as exc:  # noqa: BLE001 - reported to the stream's caller, or as a notification
@@ -257,8 +276,8 @@ class StreamingService:
             if stream.ready.is_set() and not stream.stopping:
                 self._warn(stream, "stream_failed", f"Stream {stream.id} failed: {stream.error}", "error")
         finally:
-            if capture is not None:
-                await anyio.to_thread.run_sync(capture.stop)
+            if stream.capture is not None:
+                await anyio.to_thread.run_sync(stream.capture.stop)
             self._streams.pop(stream.id, None)
             stream.ready.set()
             stream.done.set()
@@ -271,15 +290,30 @@ class StreamingService:
         await self._decode(stream, resident, np.zeros(SAMPLE_RATE_HZ // 2, dtype=np.float32), 0.0)
         stream.language = stream.options.language
 
-    def _open_microphone(self, stream: LiveStream, params: StreamStartParams) -> Any:
+    def _open_microphone(self, stream: LiveStream, params: StreamStartParams) -> None:
         from ..audio.capture import InputCapture
 
         def on_error(error: errors.AsrproError) -> None:
             stream.error = error
 
-        capture = InputCapture(params.device, SAMPLE_RATE_HZ, stream.add_audio, on_error=on_error)
-        capture.start()
-        return capture
+        settings = self._settings()
+        device = params.device or settings.input_device
+        capture = InputCapture(
+            device,
+            SAMPLE_RATE_HZ,
+            stream.add_audio,
+            on_error=on_error,
+            device_sample_rate_hz=settings.sample_rate_hz,
+            device_channels=settings.channels,
+            quality=settings.quality,
+        )
+        try:
+            capture.start()
+        except errors.DeviceUnavailable as exc:
+            if params.device is None and device is not None:
+                raise input_device_error(exc) from exc
+            raise
+        stream.capture = capture
 
     async def _loop(self, stream: LiveStream, resident: Any) -> None:
         processor = stream.processor

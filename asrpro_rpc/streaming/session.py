@@ -16,6 +16,7 @@ from asrpro_rpc.transcripts.types import Segment, TranscribeOptions
 if TYPE_CHECKING:
     import numpy as np
 
+    from asrpro_rpc.audio.capture import InputCapture
     from asrpro_rpc.streaming.processor import StreamProcessor
 
 Encoding = Literal["pcm16", "f32"]
@@ -55,6 +56,8 @@ class LiveStream:
         self.poll_s = poll_s
         """Set for sources that push from other threads (they can't wake the worker): how often it looks."""
         self.processor: StreamProcessor | None = None
+        self.capture: InputCapture | None = None
+        """The microphone feeding the stream (None when the host pushes the audio)."""
         self.language: str | None = options.language
         self.segments: list[Segment] = []
         self.stopping = False

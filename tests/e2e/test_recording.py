@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -9,12 +10,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 
 from tests.support.sidecar import Sidecar
-from tests.support.signals import best_correlation
-from tests.support.virtual_mic import VirtualMic, drop_client_streams
+from tests.support.signals import at_48k, best_correlation, left_only
+from tests.support.virtual_mic import VirtualMic, drop_client_streams, source_output_specs, stereo_sink
 
 
 def _sidecar(mic: VirtualMic, tmp_path: Path) -> Sidecar:
@@ -209,3 +211,71 @@ def test_no_leaked_threads_or_streams_after_100_cycles(virtual_mic: VirtualMic, 
     assert threading.active_count() <= threads_before
     assert len(os.listdir("/proc/self/fd")) <= fds_before + 2
     assert "protocol-native.c" not in virtual_mic.pactl("list", "short", "source-outputs")
+
+
+def test_audio_settings_drive_the_next_recording_and_request_params_win(
+    virtual_mic: VirtualMic, speech_wav: Path, tmp_path: Path
+) -> None:
+    """The settings file selects a stereo sink's monitor at 48 kHz float32; params override each one."""
+    config = tmp_path / "config"
+    config.mkdir()
+    with stereo_sink(virtual_mic) as monitor:
+        audio = {"input_device": monitor, "sample_rate_hz": 48000, "channels": 2, "format": "float32"}
+        (config / "config.json").write_text(json.dumps({"schema_version": 1, "audio": audio}))
+        sidecar = _sidecar(virtual_mic, tmp_path)
+        try:
+            path = tmp_path / "settings.wav"
+            started = sidecar.call("audio.record.start", {"path": str(path)})
+            assert _format(started) == (monitor, 48000, 2, "float32")
+            assert "float32le 2ch 48000Hz" in source_output_specs(virtual_mic)  # the device runs so
+            assert _wait_for(lambda: _notifications(sidecar, "audio.level"))  # the fresh sink is awake
+            virtual_mic.play(left_only(speech_wav, tmp_path), sink="stereo48").wait()
+            result = sidecar.call("audio.record.stop", {"recording_id": started["recording_id"]})
+            info = sf.info(path)
+            assert (info.samplerate, info.channels, info.subtype) == (48000, 2, "FLOAT")
+            assert _format(result) == (monitor, 48000, 2, "float32")
+            recorded, _ = sf.read(path, dtype="float32")
+            reference, _ = sf.read(speech_wav, dtype="float32")
+            assert best_correlation(recorded[:, 0], at_48k(reference)) > 0.9
+            assert np.abs(recorded[:, 1]).max() < 1e-3  # the right channel stayed silent
+
+            # a change applies to the next recording; what a request passes wins over the settings
+            sidecar.call("config.set", {"values": {"audio": {"sample_rate_hz": 22050}}})
+            params = {"device": f"pulse:{virtual_mic.source}", "levels": False}
+            started = sidecar.call(
+                "audio.record.start",
+                {**params, "path": str(tmp_path / "a.wav"), "channels": 1, "format": "pcm16"},
+            )
+            assert _format(started) == (f"pulse:{virtual_mic.source}", 22050, 1, "pcm16")
+            sidecar.call("audio.record.stop", {"recording_id": started["recording_id"]})
+            info = sf.info(tmp_path / "a.wav")
+            assert (info.samplerate, info.channels, info.subtype) == (22050, 1, "PCM_16")
+            started = sidecar.call(
+                "audio.record.start", {**params, "path": str(tmp_path / "b.wav"), "sample_rate_hz": 16000}
+            )
+            assert _format(started)[1:] == (16000, 2, "float32")
+            sidecar.call("audio.record.stop", {"recording_id": started["recording_id"]})
+        finally:
+            sidecar.kill()
+
+
+def _format(result: dict) -> tuple[str, int, int, str]:
+    return result["device"], result["sample_rate_hz"], result["channels"], result["format"]
+
+
+def test_a_missing_input_device_setting_says_where_it_came_from(
+    virtual_mic: VirtualMic, tmp_path: Path
+) -> None:
+    sidecar = _sidecar(virtual_mic, tmp_path)
+    try:
+        sidecar.call("config.set", {"values": {"audio": {"input_device": "Unplugged USB mic"}}})
+        error = sidecar.error("audio.record.start", {"levels": False})
+        assert error["data"]["kind"] == "device_unavailable"
+        assert error["data"]["setting"] == "audio.input_device" and "audio.input_device" in error["message"]
+        assert f"pulse:{virtual_mic.source}" in error["data"]["available"]
+        started = sidecar.call(
+            "audio.record.start", {"device": f"pulse:{virtual_mic.source}", "levels": False}
+        )
+        sidecar.call("audio.record.stop", {"recording_id": started["recording_id"]})
+    finally:
+        sidecar.kill()

@@ -21,7 +21,7 @@ from tests.support.streaming import (
     silence,
     wait_for,
 )
-from tests.support.virtual_mic import VirtualMic
+from tests.support.virtual_mic import VirtualMic, source_output_specs, stereo_sink
 from tests.support.wer import wer
 
 GAP_S = 1.2
@@ -192,6 +192,7 @@ def test_an_hour_of_audio_keeps_memory_flat_and_warns_once_when_behind(
 def test_microphone_stream_on_the_virtual_mic(
     virtual_mic: VirtualMic, model_cache: Path, tmp_path: Path, speech_wav: Path
 ) -> None:
+    """The settings pick a 48 kHz stereo device; the stream turns it into 16 kHz mono and gets the words."""
     from tests.support.audio import SPEECH_TEXT
 
     env = {
@@ -201,18 +202,56 @@ def test_microphone_stream_on_the_virtual_mic(
     }
     sidecar = Sidecar(env=env)
     try:
-        params = {"source": "microphone", "model": "whisper-tiny.en", "language": "en"}
-        stream_id = sidecar.call("stream.start", params, timeout_s=60)["stream_id"]
-        error = sidecar.error("stream.push", {"stream_id": stream_id, "audio": ""})
-        assert error["data"]["kind"] == "invalid_params"
-        virtual_mic.play(speech_wav).wait()
-        wait_for(sidecar, "stream.final", stream_id, 1, timeout_s=30)  # the mic hears silence after it
-        summary = sidecar.call("stream.stop", {"stream_id": stream_id}, timeout_s=60)
+        with stereo_sink(virtual_mic) as monitor:
+            audio = {"input_device": monitor, "sample_rate_hz": 48000, "channels": 2}
+            sidecar.call("config.set", {"values": {"audio": audio}})
+            params = {"source": "microphone", "model": "whisper-tiny.en", "language": "en"}
+            started = sidecar.call("stream.start", params, timeout_s=60)
+            assert _capture_format(started) == (monitor, 48000, 2)
+            stream_id = started["stream_id"]
+            error = sidecar.error("stream.push", {"stream_id": stream_id, "audio": ""})
+            assert error["data"]["kind"] == "invalid_params"
+            virtual_mic.play(speech_wav, sink="stereo48").wait()
+            wait_for(sidecar, "stream.final", stream_id, 1, timeout_s=30)  # the mic hears silence after it
+            summary = sidecar.call("stream.stop", {"stream_id": stream_id}, timeout_s=60)
     finally:
         sidecar.kill()
     assert of(sidecar, "stream.partial", stream_id)
     assert of(sidecar, "stream.final", stream_id)[0]["reason"] == "silence"
     assert wer(SPEECH_TEXT, summary["text"]) <= 0.3, summary["text"]
+
+
+def _capture_format(started: dict) -> tuple[str, int, int]:
+    return started["device"], started["device_sample_rate_hz"], started["device_channels"]
+
+
+def test_microphone_streams_follow_the_audio_settings_and_params_win(
+    virtual_mic: VirtualMic, tiny: Sidecar
+) -> None:
+    """Each stream.start reads the settings in force; its device param wins over audio.input_device."""
+    with stereo_sink(virtual_mic) as monitor:
+        audio = {"input_device": monitor, "sample_rate_hz": 48000, "channels": 2, "quality": "low"}
+        tiny.call("config.set", {"values": {"audio": audio}})
+        started = tiny.call("stream.start", {"model": "tiny", "source": "microphone", **FAST}, timeout_s=60)
+        assert _capture_format(started) == (monitor, 48000, 2)
+        assert started["sample_rate_hz"] == 16000  # what decoding gets
+        assert "float32le 2ch 48000Hz" in source_output_specs(virtual_mic)
+        tiny.call("stream.cancel", {"stream_id": started["stream_id"]})
+
+        tiny.call("config.set", {"values": {"audio": {"sample_rate_hz": 44100}}})
+        params = {"model": "tiny", "source": "microphone", "device": f"pulse:{virtual_mic.source}", **FAST}
+        started = tiny.call("stream.start", params, timeout_s=60)
+        assert _capture_format(started)[:2] == (f"pulse:{virtual_mic.source}", 44100)
+        tiny.call("stream.cancel", {"stream_id": started["stream_id"]})
+
+        tiny.call("config.set", {"values": {"audio": {"input_device": "Unplugged USB mic"}}})
+        error = tiny.error("stream.start", {"model": "tiny", "source": "microphone", **FAST}, timeout_s=60)
+        assert (
+            error["data"]["kind"] == "device_unavailable" and error["data"]["setting"] == "audio.input_device"
+        )
+    pushed = tiny.call("stream.start", {"model": "tiny", **FAST}, timeout_s=60)  # no microphone involved
+    assert _capture_format(pushed) == (None, None, None)
+    tiny.call("stream.cancel", {"stream_id": pushed["stream_id"]})
 
 
 def test_parakeet_streams_through_the_same_policy(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import soundfile as sf
 
 
 def best_correlation(samples: np.ndarray, reference: np.ndarray, max_lag: int | None = None) -> float:
@@ -21,3 +24,15 @@ def best_correlation(samples: np.ndarray, reference: np.ndarray, max_lag: int | 
     if length < 100 or a[:length].std() == 0 or b[:length].std() == 0:
         return 0.0
     return float(np.corrcoef(a[:length], b[:length])[0, 1])
+
+
+def left_only(wav: Path, tmp_path: Path) -> Path:
+    """``wav`` as a stereo file: the speech on the left, silence on the right."""
+    mono, rate = sf.read(wav, dtype="float32")
+    path = tmp_path / "left.wav"
+    sf.write(path, np.stack([mono, np.zeros_like(mono)], axis=1), rate)
+    return path
+
+
+def at_48k(samples: np.ndarray) -> np.ndarray:
+    return np.interp(np.arange(len(samples) * 3) / 3, np.arange(len(samples)), samples)

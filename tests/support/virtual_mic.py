@@ -7,6 +7,7 @@ any test imports it, and passed to spawned sidecars through ``VirtualMic.env``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -80,3 +81,19 @@ def drop_client_streams(mic: VirtualMic) -> None:
         index, _, _, driver, *_ = line.split("\t")
         if driver == "protocol-native.c":
             subprocess.run(["pacmd", "kill-source-output", index], env=env, check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def stereo_sink(mic: VirtualMic, name: str = "stereo48") -> Iterator[str]:
+    """A 48 kHz stereo null sink; yields its monitor's device id."""
+    module = mic.pactl("load-module", "module-null-sink", f"sink_name={name}", "rate=48000", "channels=2")
+    try:
+        yield f"pulse:{name}.monitor"
+    finally:
+        mic.pactl("unload-module", module.strip())
+
+
+def source_output_specs(mic: VirtualMic) -> list[str]:
+    """The sample specs of the clients' capture streams, as the sound server sees them."""
+    text = mic.pactl("list", "source-outputs")
+    return [line.split(":", 1)[1].strip() for line in text.splitlines() if "Sample Specification" in line]

@@ -12,18 +12,20 @@ import pytest
 import soundfile as sf
 
 from asrpro_rpc.audio import permissions
-from asrpro_rpc.audio.capture import InputCapture
+from asrpro_rpc.audio.capture import InputCapture, Resampler
 from asrpro_rpc.audio.inputs import list_input_devices, resolve_device
 from asrpro_rpc.audio.permissions import MACOS_SETTINGS_URL, PermissionProbe, check_permission
 from asrpro_rpc.audio.wavfile import WavWriter, repair_wav
 from asrpro_rpc.errors import DeviceUnavailable, PermissionDenied
-from tests.support.signals import best_correlation
-from tests.support.virtual_mic import VirtualMic, drop_client_streams
+from tests.support.signals import at_48k, best_correlation, left_only
+from tests.support.virtual_mic import VirtualMic, drop_client_streams, stereo_sink
 
 
-def capture_while_playing(mic: VirtualMic, wav: Path, **kwargs: object) -> tuple[np.ndarray, InputCapture]:
+def capture_while_playing(
+    mic: VirtualMic, wav: Path, sample_rate_hz: int = 16000, **kwargs: object
+) -> tuple[np.ndarray, InputCapture]:
     chunks: list[np.ndarray] = []
-    capture = InputCapture(None, 16000, chunks.append, **kwargs)  # type: ignore[arg-type]
+    capture = InputCapture(None, sample_rate_hz, chunks.append, **kwargs)  # type: ignore[arg-type]
     capture.start()
     mic.play(wav).wait()
     capture.stop()
@@ -186,3 +188,90 @@ def test_open_refused_by_the_system_becomes_permission_denied() -> None:
     assert isinstance(error, PermissionDenied)
     assert error.data["settings_url"] == MACOS_SETTINGS_URL and "Privacy & Security" in error.message
     assert permissions.permission_error(ValueError("Invalid sample rate"), "mic") is None
+
+
+def _capture_once_awake(
+    mic: VirtualMic, device: str, wav: Path, rate: int, channels: int
+) -> tuple[np.ndarray, InputCapture]:
+    """Capture ``device`` while ``wav`` plays into ``stereo48``, starting once audio flows."""
+    chunks: list[np.ndarray] = []
+    first = threading.Event()
+
+    def on_audio(chunk: np.ndarray) -> None:
+        chunks.append(chunk)
+        first.set()
+
+    capture = InputCapture(device, rate, on_audio, channels=channels, device_channels=2)
+    capture.start()
+    assert first.wait(10)  # the fresh sink is awake
+    mic.play(wav, sink="stereo48").wait()
+    capture.stop()
+    return np.concatenate(chunks), capture
+
+
+def test_capture_in_stereo_at_the_devices_rate(
+    virtual_mic: VirtualMic, speech_wav: Path, tmp_path: Path
+) -> None:
+    """Two channels at 48 kHz, kept apart; a mono delivery of the same device mixes them down."""
+    reference, _ = sf.read(speech_wav, dtype="float32")
+    left = left_only(speech_wav, tmp_path)
+    with stereo_sink(virtual_mic) as device:
+        stereo, capture = _capture_once_awake(virtual_mic, device, left, 48000, 2)
+        assert (capture.device_sample_rate_hz, capture.device_channels) == (48000, 2)
+        assert stereo.shape[1] == 2 and best_correlation(stereo[:, 0], at_48k(reference)) > 0.9
+        assert np.abs(stereo[:, 1]).max() < 1e-3
+        mono, capture = _capture_once_awake(virtual_mic, device, left, 16000, 1)
+        assert (capture.device_sample_rate_hz, capture.device_channels) == (16000, 2)
+        assert mono.ndim == 1 and best_correlation(mono, reference) > 0.9
+
+
+def _tone_through(quality: str, frequency_hz: float) -> float:
+    """The level (dB) of a 48 kHz tone after resampling to 16 kHz in 20 ms blocks."""
+    t = np.arange(48000) / 48000
+    tone = (0.5 * np.sin(2 * np.pi * frequency_hz * t)).astype(np.float32)
+    resample = Resampler(48000, 16000, quality=quality)  # type: ignore[arg-type]
+    out = np.concatenate([*(resample(tone[i : i + 960]) for i in range(0, len(tone), 960)), resample(None)])
+    assert abs(len(out) - 16000) <= 1
+    steady = out[1000:-1000]
+    return float(20 * np.log10(np.sqrt(np.mean(steady**2)) / (0.5 / np.sqrt(2))))
+
+
+def test_resampler_quality_sets_how_much_aliasing_gets_through() -> None:
+    """audio.quality picks the filter: 8.6 kHz can't exist at 16 kHz and must not fold back into it."""
+    aliased = {quality: _tone_through(quality, 8600) for quality in ("low", "medium", "high")}
+    assert aliased["high"] < aliased["medium"] < aliased["low"]
+    assert aliased["high"] < -80
+    assert abs(_tone_through("high", 1000)) < 0.1  # speech frequencies pass unchanged
+
+
+def test_resampler_keeps_stereo_channels_apart() -> None:
+    t = np.arange(4800) / 48000
+    left = np.sin(2 * np.pi * 440 * t).astype(np.float32)
+    resample = Resampler(48000, 16000, channels=2)
+    out = np.concatenate([resample(np.stack([left, np.zeros_like(left)], axis=1)), resample(None)])
+    assert out.shape[1] == 2 and np.abs(out[:, 1]).max() < 1e-4 and np.abs(out[:, 0]).max() > 0.9
+
+
+@pytest.mark.parametrize(
+    ("channels", "sample_format", "subtype"),
+    [(2, "pcm16", "PCM_16"), (2, "float32", "FLOAT"), (1, "float32", "FLOAT")],
+)
+def test_wav_writer_stereo_and_float_files_repair_too(
+    tmp_path: Path, channels: int, sample_format: str, subtype: str
+) -> None:
+    path = tmp_path / "f.wav"
+    writer = WavWriter(path, 48000, channels=channels, sample_format=sample_format)  # type: ignore[arg-type]
+    samples = np.random.default_rng(1).uniform(-0.9, 0.9, (4800, channels)).astype(np.float32)
+    writer.write(samples if channels == 2 else samples[:, 0])
+    info = sf.info(path)  # valid while still open
+    assert (info.samplerate, info.channels, info.subtype, info.frames) == (48000, channels, subtype, 4800)
+    writer.write(samples if channels == 2 else samples[:, 0])
+    writer.close()
+    data = bytearray(path.read_bytes())
+    data[4:8] = struct.pack("<I", 0)  # a torn header: the sizes never updated
+    path.write_bytes(bytes(data) + b"\x01\x02\x03")
+    assert repair_wav(path)
+    recorded, rate = sf.read(path, dtype="float32", always_2d=True)
+    assert rate == 48000 and recorded.shape == (9600, channels)
+    tolerance = 0 if sample_format == "float32" else 2 / 32767  # PCM16: one step, and the scale
+    assert np.abs(recorded[:4800] - samples[:, :channels]).max() <= tolerance

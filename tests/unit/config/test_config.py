@@ -339,8 +339,8 @@ i = 0
 while count == 0 or i < count:
     i += 1
     if mode == "port":
-        # the hotkey length is tied to the port: a file mixing two versions would break the tie
-        service.set({"server": {"port": 1000 + i}, "hotkey": {"combination": "k" * (i % 100 + 1)}})
+        # the hotkey's key is tied to the port: a file mixing two versions would break the tie
+        service.set({"server": {"port": 1000 + i}, "hotkey": {"combination": f"Ctrl+F{i % 24 + 1}"}})
     else:
         service.set({"model": {"auto_unload_timeout_s": i}})
     sys.stdout.write(f"{i}\n")
@@ -372,7 +372,7 @@ def assert_whole(path: Path) -> int:
     document = read_json(path)
     port = document["server"]["port"]
     if port != 8765:
-        assert len(document["hotkey"]["combination"]) == (port - 1000) % 100 + 1
+        assert document["hotkey"]["combination"] == f"Ctrl+F{(port - 1000) % 24 + 1}"
     return port - 1000 if port != 8765 else 0
 
 
@@ -676,5 +676,85 @@ def test_external_edit_is_announced_over_stdio(tmp_path: Path) -> None:
         assert announcement["params"] == {"keys": ["model.auto_unload_timeout_s"]}
         assert sidecar.call("config.get", {"category": "model"})["model"]["auto_unload_timeout_s"] == 42
         assert sidecar.shutdown() == 0
+    finally:
+        sidecar.kill()
+
+
+# --- the hotkey grammar -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "combination",
+    ["CommandOrControl+Shift+Space", "Alt+Space", "ctrl+alt+r", "Super+Plus", "AltGr+num5", "F13", "Ctrl+/"],
+)
+def test_hotkey_combinations_that_are_accepted(tmp_path: Path, combination: str) -> None:
+    service = ConfigService.open(tmp_path)
+    assert service.set({"hotkey": {"combination": combination}}).hotkey.combination == combination
+
+
+@pytest.mark.parametrize(
+    ("combination", "problem"),
+    [
+        ("Banana+Q+Q", "'Banana' is not a modifier"),
+        ("Ctrl+Q+Q", "'Q' is a key: a combination has one key, at the end"),
+        ("Ctrl+Shift", "it ends with the modifier 'Shift', not a key"),
+        ("Ctrl+Control+A", "Control repeats a modifier"),
+        ("Ctrl++", "an empty part (write + as Plus)"),
+        ("Q", "'Q' needs a modifier (only F1-F24 and media keys work alone)"),
+        ("Alt+Banana", "'Banana' is not a key"),
+        ("Command+Option+Space", "Command is a macOS modifier, not one on Linux"),
+    ],
+)
+def test_hotkey_grammar_refusals_name_the_path_and_what_is_allowed(
+    tmp_path: Path, combination: str, problem: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "platform", "linux")
+    service = ConfigService.open(tmp_path)
+    with pytest.raises(errors.InvalidConfig) as caught:
+        service.set({"hotkey": {"combination": combination}})
+    assert caught.value.data["path"] == "hotkey.combination"
+    message = caught.value.data["errors"][0]["message"]
+    assert problem in message and f"(got {json.dumps(combination)})" in message
+    assert (
+        "modifiers on Linux: CommandOrControl, CmdOrCtrl, Control, Ctrl, Alt, Shift, Super, Meta, AltGr"
+        in message
+    )
+    assert "keys: A-Z, 0-9, F1-F24, Space" in message
+    assert service.settings.hotkey == Settings().hotkey  # nothing changed
+
+
+def test_hotkey_modifiers_follow_the_platform() -> None:
+    from asrpro_rpc.config.hotkey import hotkey_grammar, hotkey_problem
+
+    assert hotkey_problem("Command+Option+Space", "darwin") is None
+    assert hotkey_problem("AltGr+A", "darwin") == "AltGr is a Linux or Windows modifier, not one on macOS"
+    mac = "CommandOrControl, CmdOrCtrl, Control, Ctrl, Alt, Shift, Super, Meta, Command, Cmd, Option;"
+    assert f"modifiers on macOS: {mac}" in hotkey_grammar("darwin")
+    assert hotkey_problem("Super+Space", "win32") is None
+
+
+def test_an_invalid_hotkey_in_the_file_falls_back_and_is_reported(tmp_path: Path) -> None:
+    write_json(tmp_path / "config.json", {"schema_version": 1, "hotkey": {"combination": "Banana+Q+Q"}})
+    service = ConfigService.open(tmp_path)
+    assert service.settings.hotkey.combination == Settings().hotkey.combination
+    [warning] = service.warnings
+    assert (
+        warning.kind == "config_invalid"
+        and "hotkey.combination: must be modifiers and one key" in warning.message
+    )
+
+
+def test_hotkey_refusal_over_the_wire(tmp_path: Path) -> None:
+    sidecar = Sidecar(env={"ASRPRO_CONFIG_DIR": str(tmp_path)})
+    try:
+        error = sidecar.error("config.set", {"values": {"hotkey": {"combination": "Banana+Q+Q"}}})
+        assert (error["code"], error["data"]["kind"], error["data"]["path"]) == (
+            -32010,
+            "invalid_config",
+            "hotkey.combination",
+        )
+        assert "'Banana' is not a modifier" in error["message"] and "modifiers on Linux" in error["message"]
+        ui = sidecar.call("config.set", {"values": {"ui": {"theme": "dark"}, "hotkey": {"overlay": False}}})
+        assert ui["ui"]["theme"] == "dark" and not ui["hotkey"]["overlay"]
+        announced = [n["params"] for n in sidecar.notifications if n.get("method") == "config.changed"]
+        assert announced == [{"keys": ["ui.theme", "hotkey.overlay"]}]  # stored and announced for the host
     finally:
         sidecar.kill()
