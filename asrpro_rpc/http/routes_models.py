@@ -98,7 +98,7 @@ async def get_model(request: Request, model_id: str) -> Response:
 
 @router.post(
     "/v1/settings/model",
-    summary="Select the default model (remembered in the settings) and load it.",
+    summary="Select the default model (remembered), loading it first; a failed select changes nothing.",
     openapi_extra={"requestBody": {"required": True, "content": json_content("SelectModelRequest")}},
     responses={
         200: {"description": "Selected.", "content": json_content("SelectModelResult")},
@@ -116,17 +116,14 @@ async def select_model(request: Request) -> Response:
     except msgspec.DecodeError as exc:
         raise HttpError(422, f"The body is not valid JSON: {exc}", code="invalid_json") from None
     services = state.services
-    spec = await services.select_model(body.model_id)
-    ready = False
-    if body.load:
-        report = ProgressReporter(
-            lambda payload: services.notify("model.progress", payload), {"model_id": spec.id}
-        )
-        info = await services.models.load(
-            spec.id, lambda fraction, message: report(fraction, message=message)
-        )
-        ready = info.ready
-    return _json(SelectModelResult(status="success", model=spec.id, ready=ready))
+    spec = services.models.resolve(body.model_id)
+    report = ProgressReporter(
+        lambda payload: services.notify("model.progress", payload), {"model_id": spec.id}
+    )
+    info = await services.select_model(
+        spec.id, load=body.load, progress=lambda fraction, message: report(fraction, message=message)
+    )
+    return _json(SelectModelResult(status="success", model=info.id, ready=info.ready))
 
 
 @router.get(

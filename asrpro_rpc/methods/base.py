@@ -35,10 +35,15 @@ class RpcMethod:
     result_type: Any
     errors: tuple[str, ...] = ()
     decoder: msgspec.json.Decoder[Any] | None = field(default=None, compare=False)
+    state_changing: bool = False
+    """Runs to completion once received: neither shutdown nor ``$/cancelRequest`` cancels it halfway."""
 
 
-def rpc_method(name: str, *, summary: str, errors: tuple[str, ...] = ()) -> Callable[[Handler], RpcMethod]:
-    """Declare a handler as the JSON-RPC method ``name``; ``errors`` lists the error kinds it may raise."""
+def rpc_method(
+    name: str, *, summary: str, errors: tuple[str, ...] = (), state_changing: bool = False
+) -> Callable[[Handler], RpcMethod]:
+    """Declare a handler as the JSON-RPC method ``name``; ``errors`` lists the error kinds it may raise;
+    ``state_changing`` methods (settings, the model registry) are never cancelled halfway."""
 
     def declare(handler: Handler) -> RpcMethod:
         hints = typing.get_type_hints(handler)
@@ -52,6 +57,7 @@ def rpc_method(name: str, *, summary: str, errors: tuple[str, ...] = ()) -> Call
             result_type=hints.get("return", Any),
             errors=errors,
             decoder=msgspec.json.Decoder(params_type) if params_type else None,
+            state_changing=state_changing,
         )
 
     return declare
@@ -65,7 +71,7 @@ class SessionControl(typing.Protocol):
 
     def notify(self, method: str, params: Any) -> None: ...
 
-    def cancel_all(self, *, keep: RequestId = None) -> None: ...
+    async def shut_down(self, grace_s: float) -> None: ...
 
     def request_exit(self, code: int) -> None: ...
 

@@ -70,6 +70,7 @@ async def config_get(ctx: RequestContext, params: ConfigGetParams) -> SettingsVi
     "config.set",
     summary="Change some settings (validated all or nothing, saved atomically); returns every setting.",
     errors=("invalid_config", "busy"),
+    state_changing=True,
 )
 async def config_set(ctx: RequestContext, params: ConfigSetParams) -> Settings:
     return await ctx.app.config.aset(params.values)
@@ -79,6 +80,7 @@ async def config_set(ctx: RequestContext, params: ConfigSetParams) -> Settings:
     "config.reset",
     summary="Restore a category (or all settings) to defaults; returns every setting.",
     errors=("busy",),
+    state_changing=True,
 )
 async def config_reset(ctx: RequestContext, params: ConfigResetParams) -> Settings:
     return await ctx.app.config.areset(params.category)

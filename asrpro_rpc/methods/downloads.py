@@ -56,6 +56,7 @@ async def check_updates(ctx: RequestContext, params: CheckUpdatesParams) -> list
     "models.delete",
     summary="Delete a downloaded model's files (unloading it first if it is resident) to free disk.",
     errors=("model_not_found", "invalid_params"),
+    state_changing=True,
 )
 async def delete(ctx: RequestContext, params: DeleteParams) -> DeleteResult:
     models = ctx.app.models

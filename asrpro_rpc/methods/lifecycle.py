@@ -16,6 +16,9 @@ from .base import RequestContext, rpc_method
 
 log = logging.getLogger(__name__)
 
+SHUTDOWN_GRACE_S = 30.0
+"""How long ``shutdown`` lets requests already received finish, unless ``grace_s`` says otherwise."""
+
 
 class ClientInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str
@@ -47,6 +50,12 @@ class PingResult(msgspec.Struct, frozen=True):
     """Server wall-clock time (Unix seconds)."""
 
 
+class ShutdownParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    grace_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = SHUTDOWN_GRACE_S
+    """How long requests already received may still run; then the cancellable ones answer -32800.
+    State-changing requests (``config.set``, ``models.select``, ...) always finish."""
+
+
 @rpc_method("initialize", summary="Handshake: server name, version, protocol version and capabilities.")
 async def initialize(ctx: RequestContext, params: InitializeParams) -> InitializeResult:
     if params.client is not None:
@@ -72,12 +81,11 @@ async def ping(ctx: RequestContext, params: PingParams) -> PingResult:
 
 @rpc_method(
     "shutdown",
-    summary="Stop accepting work, cancel running requests, release models; answers null. Then send exit.",
+    summary="Stop accepting work, let received requests finish within grace_s (cancel what still runs then, "
+    "never a state-changing request), release models; answers null. Then send exit.",
 )
-async def shutdown(ctx: RequestContext) -> None:
-    ctx.session.shutdown_requested = True
-    ctx.session.cancel_all(keep=ctx.id)
-    await ctx.app.aclose()
+async def shutdown(ctx: RequestContext, params: ShutdownParams) -> None:
+    await ctx.session.shut_down(params.grace_s)
     return None
 
 

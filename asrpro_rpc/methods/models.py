@@ -76,18 +76,25 @@ async def unload_model(ctx: RequestContext) -> UnloadResult:
     return UnloadResult(await ctx.app.models.unload())
 
 
-@rpc_method("models.select", summary="Make a model the default (what whisper-1 means).", errors=_MODEL_ERRORS)
+@rpc_method(
+    "models.select",
+    summary="Make a model the default (what whisper-1 means), remembered; a failed select changes nothing.",
+    errors=_MODEL_ERRORS,
+    state_changing=True,
+)
 async def select_model(ctx: RequestContext, params: SelectParams) -> ModelInfo:
-    spec = await ctx.app.select_model(params.model)
-    if params.load:
-        return await load_model.handler(ctx, ModelRef(spec.id))
-    return ctx.app.models.info(spec)
+    spec = ctx.app.models.resolve(params.model)
+    report = ctx.progress("model.progress", model_id=spec.id)
+    return await ctx.app.select_model(
+        spec.id, load=params.load, progress=lambda fraction, message: report(fraction, message=message)
+    )
 
 
 @rpc_method(
     "models.register",
     summary="Register a local model directory or .nemo file under an id of your choosing (persisted).",
     errors=("invalid_params", "file_not_found"),
+    state_changing=True,
 )
 async def register_model(ctx: RequestContext, params: RegisterParams) -> ModelInfo:
     spec = await anyio.to_thread.run_sync(
@@ -101,7 +108,9 @@ async def register_model(ctx: RequestContext, params: RegisterParams) -> ModelIn
     return ctx.app.models.info(spec)
 
 
-@rpc_method("models.unregister", summary="Forget a registered model (its files are left alone).")
+@rpc_method(
+    "models.unregister", summary="Forget a registered model (its files are left alone).", state_changing=True
+)
 async def unregister_model(ctx: RequestContext, params: UnregisterParams) -> ModelInfo:
     spec = await anyio.to_thread.run_sync(ctx.app.store.unregister, params.id)
     return ctx.app.models.info(spec)
@@ -111,6 +120,7 @@ async def unregister_model(ctx: RequestContext, params: UnregisterParams) -> Mod
     "models.import",
     summary="Copy a model directory, or an installed offline weight pack, into the cache (SHA-256 checked).",
     errors=("invalid_params", "file_not_found", "model_not_downloaded"),
+    state_changing=True,
 )
 async def import_model(ctx: RequestContext, params: ImportParams) -> ModelInfo:
     from .. import errors

@@ -16,22 +16,24 @@ from ..http.controller import SHUTDOWN_GRACE_S, HttpController, HttpStartRequest
 from ..methods import all_methods
 from ..services.container import App
 from ..system.instance import InstanceLock, make_scratch_dir, remove_scratch_dir, watch_parent
-from .session import Session
-from .transport import LineReader, LineTooLong, MessageWriter
+from .session import ABRUPT_GRACE_S, Batch, Session
+from .transport import LineReader, MessageWriter
 
 log = logging.getLogger(__name__)
-Batch = list[bytes | LineTooLong] | None
 
 
-async def _watch_signals(session: Session, app: App, http: HttpController) -> None:
-    """SIGINT/SIGTERM → the same graceful shutdown as ``shutdown``; a second signal forces exit."""
+async def _watch_signals(session: Session, task_group: anyio.abc.TaskGroup) -> None:
+    """SIGINT/SIGTERM → the graceful shutdown with a short grace (a ``shutdown`` under way is hurried to
+    it); a second signal forces exit."""
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        signalled = False
         async for signum in signals:
-            if session.shutdown_requested:
+            if signalled:
                 log.warning("second signal: exiting now", extra={"signal": signum})
                 os._exit(130)
+            signalled = True
             log.info("signal received: shutting down", extra={"signal": signum})
-            await _shut_down(session, app, http)
+            task_group.start_soon(_shut_down, session)
 
 
 async def _close(app: App, http: HttpController) -> None:
@@ -41,11 +43,9 @@ async def _close(app: App, http: HttpController) -> None:
         await app.aclose()
 
 
-async def _shut_down(session: Session, app: App, http: HttpController) -> None:
-    """What ``shutdown`` + ``exit`` do: cancel requests, release the model, exit 0."""
-    session.shutdown_requested = True
-    session.cancel_all()
-    await _close(app, http)
+async def _shut_down(session: Session) -> None:
+    """Graceful shutdown for a host that can't wait (a signal, its death), then exit 0."""
+    await session.shut_down(ABRUPT_GRACE_S)
     session.request_exit(0)
 
 
@@ -72,10 +72,10 @@ async def serve_stdio(app: App, http: HttpController, protocol_fd: int) -> int:
     try:
         async with anyio.create_task_group() as task_group:
             if sys.platform != "win32":
-                task_group.start_soon(_watch_signals, session, app, http)
+                task_group.start_soon(_watch_signals, session, task_group)
             task_group.start_soon(app.run_background)
             task_group.start_soon(http.run)
-            task_group.start_soon(watch_parent, partial(_shut_down, session, app, http))
+            task_group.start_soon(watch_parent, partial(_shut_down, session))
             code = await session.serve(receive_stream)
             task_group.cancel_scope.cancel()
     finally:

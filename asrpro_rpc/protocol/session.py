@@ -1,14 +1,16 @@
 """The JSON-RPC session: validates envelopes, routes to the method table, runs requests concurrently.
 
-Every exception becomes a wire error here and only here (``errors.error_for``). Each request runs in its own
-cancel scope inside the session's task group, so ``$/cancelRequest`` (and shutdown) can cancel it; a
-cancelled request answers -32800.
+Every exception becomes a wire error here and only here (``errors.error_for``). A request is accepted or
+refused when its line is read (params decoded then too), and runs in its own cancel scope inside the session's
+task group, so ``$/cancelRequest`` and the end of a shutdown's grace can cancel it (it answers -32800);
+state-changing methods are never cancelled. ``shut_down`` is the one graceful shutdown.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -36,13 +38,18 @@ if TYPE_CHECKING:
     from ..http.controller import HttpController
     from ..services.container import App
 
+Batch = list[bytes | LineTooLong] | None
+
 log = logging.getLogger(__name__)
 CANCEL_METHOD = "$/cancelRequest"
 SERVER_FAULTS = frozenset({"internal_error", "engine_crashed", "model_load_failed", "out_of_memory"})
 """Error kinds that say something is wrong with the sidecar, not the request (``system.health`` shows the
 last one)."""
-DRAIN_S = 1.0
-"""On exit or EOF, requests already running get this long to finish before they are cancelled."""
+ABRUPT_GRACE_S = 1.0
+"""The grace when the host is gone or in a hurry: stdin EOF, ``exit`` without ``shutdown``, SIGINT/SIGTERM,
+the parent's death."""
+LIFECYCLE_METHODS = frozenset({"shutdown", "exit"})
+"""Accepted while shutting down; never cancelled."""
 _NOT_SET = msgspec.UNSET
 _cancel_decoder = msgspec.json.Decoder(CancelParams)
 
@@ -61,6 +68,22 @@ def _params_error(exc: msgspec.ValidationError | msgspec.DecodeError) -> errors.
     return errors.InvalidParams(f"Invalid params: {detail}", **data)
 
 
+@dataclass(eq=False)
+class _Call:
+    """One accepted request or notification, from the moment its line was read until it has answered."""
+
+    method: RpcMethod
+    request_id: Any
+    """``msgspec.UNSET`` for a notification."""
+    params: Any
+    """The decoded params Struct (``None`` for a method without params)."""
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+
+    @property
+    def cancellable(self) -> bool:
+        return not (self.method.state_changing or self.method.name in LIFECYCLE_METHODS)
+
+
 class Session:
     """One host connection: the method table, in-flight requests, lifecycle state."""
 
@@ -76,10 +99,17 @@ class Session:
         self.app = app
         self.http = http
         self._send = send
-        self._inflight: dict[int | str, anyio.CancelScope] = {}
+        self._calls: set[_Call] = set()
+        self._inflight: dict[int | str, _Call] = {}
         self._task_group: anyio.abc.TaskGroup | None = None
-        self._running = 0  # tasks started for requests, notifications and batches
+        self._running = 0  # tasks started for calls and batches
+        self._changed = anyio.Event()  # set (and replaced) whenever a call or task ends
+        self.accepting = True
+        """False once shutdown, exit or EOF began: new requests are refused with shutting_down."""
         self.shutdown_requested = False
+        """A graceful shutdown was asked for (``shutdown``, a signal, the host's death): exit code 0."""
+        self._grace: anyio.CancelScope | None = None
+        self._drained = anyio.Event()
         self.exit_code: int | None = None
         self._exit = anyio.Event()
 
@@ -99,30 +129,71 @@ class Session:
 
     # --- lifecycle -----------------------------------------------------------------------------
     def request_exit(self, code: int) -> None:
-        """End the session: ``serve`` returns ``code`` after cancelling what still runs."""
+        """End the session: ``serve`` returns ``code`` once what was received has been handled."""
+        self.accepting = False
         if self.exit_code is None:
             self.exit_code = code
         self._exit.set()
 
-    def cancel_all(self, *, keep: RequestId = None) -> None:
-        """Cancel every in-flight request except ``keep``."""
-        for request_id, scope in list(self._inflight.items()):
-            if request_id != keep:
-                scope.cancel()
+    async def shut_down(self, grace_s: float) -> None:
+        """The graceful shutdown (``shutdown``, SIGINT/SIGTERM, the host's death): stop accepting work on
+        stdio and HTTP, drain (see ``drain``), then release the services (the engine process ends)."""
+        self.shutdown_requested = True
+        async with anyio.create_task_group() as task_group:
+            if self.http is not None:
+                task_group.start_soon(self.http.stop, grace_s)
+            await self.drain(grace_s)
+        with anyio.CancelScope(shield=True):
+            await self.app.aclose()
 
-    async def serve(self, batches: anyio.abc.ObjectReceiveStream[list[bytes | LineTooLong] | None]) -> int:
-        """Handle incoming lines until exit or EOF; return the process exit code."""
+    async def drain(self, grace_s: float) -> None:
+        """Refuse new requests; let those already received finish within ``grace_s``, then cancel the ones
+        still running, except state-changing requests, which always finish. A drain already under way
+        keeps going, with the earlier of the two deadlines."""
+        self.accepting = False
+        deadline = anyio.current_time() + grace_s
+        if self._grace is not None:
+            self._grace.deadline = min(self._grace.deadline, deadline)
+            await self._drained.wait()
+            return
+        self._grace = anyio.CancelScope(deadline=deadline)
+        with self._grace:
+            await self._wait_until(self._only_lifecycle_left)
+        late = [call for call in self._calls if call.cancellable]
+        if late:
+            log.warning(
+                "cancelling requests still running after the grace period", extra={"count": len(late)}
+            )
+        for call in late:
+            call.scope.cancel()
+        await self._wait_until(self._only_lifecycle_left)
+        self._drained.set()
+
+    def _only_lifecycle_left(self) -> bool:
+        return all(call.method.name in LIFECYCLE_METHODS for call in self._calls)
+
+    async def _wait_until(self, done: Callable[[], bool]) -> None:
+        while not done():
+            await self._changed.wait()
+
+    def _changed_now(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def serve(self, batches: anyio.abc.ObjectReceiveStream[Batch]) -> int:
+        """Handle incoming lines until exit or EOF, then until every request received has answered; return
+        the process exit code. Without a shutdown under way, they are drained with ``ABRUPT_GRACE_S``."""
         async with anyio.create_task_group() as task_group:
             self._task_group = task_group
             task_group.start_soon(self._read, batches)
             await self._exit.wait()
-            with anyio.move_on_after(DRAIN_S):
-                while self._running:
-                    await anyio.sleep(0.01)
+            if not self.shutdown_requested:  # else the shutdown under way drains, with its own grace
+                await self.drain(ABRUPT_GRACE_S)
+            await self._wait_until(lambda: self._running == 0)
             task_group.cancel_scope.cancel()
         return self.exit_code if self.exit_code is not None else 1
 
-    async def _read(self, batches: anyio.abc.ObjectReceiveStream[list[bytes | LineTooLong] | None]) -> None:
+    async def _read(self, batches: anyio.abc.ObjectReceiveStream[Batch]) -> None:
         async for batch in batches:
             if batch is None:
                 break
@@ -158,12 +229,24 @@ class Session:
         if stripped[:1] == b"[":
             self._start_batch(stripped)
             return
-        outcome = self._parse(stripped)
+        outcome = self._accept(stripped)
         if isinstance(outcome, ErrorResponse):
             self._reply(outcome)
         elif outcome is not None:
-            assert self._task_group is not None
-            self._task_group.start_soon(self._run_and_reply, *outcome, self._track(outcome[1]))
+            self._start(self._run_and_reply, outcome)
+
+    def _start(self, function: Callable[..., Any], *args: Any) -> None:
+        assert self._task_group is not None
+        self._running += 1
+
+        async def run() -> None:
+            try:
+                await function(*args)
+            finally:
+                self._running -= 1
+                self._changed_now()
+
+        self._task_group.start_soon(run)
 
     def _start_batch(self, line: bytes) -> None:
         try:
@@ -174,36 +257,26 @@ class Session:
         if not items:
             self._reply(_error_response(None, errors.InvalidRequest("Invalid request: empty batch")))
             return
-        assert self._task_group is not None
-        self._task_group.start_soon(self._run_batch, items)
+        outcomes = [self._accept(bytes(item)) for item in items]  # accepted or refused in order, now
+        self._start(self._run_batch, [outcome for outcome in outcomes if outcome is not None])
 
-    async def _run_batch(self, items: list[msgspec.Raw]) -> None:
-        self._running += 1
-        try:
-            await self._run_batch_items(items)
-        finally:
-            self._running -= 1
+    async def _run_batch(self, outcomes: list[ErrorResponse | _Call]) -> None:
+        replies = [outcome for outcome in outcomes if isinstance(outcome, ErrorResponse)]
 
-    async def _run_batch_items(self, items: list[msgspec.Raw]) -> None:
-        replies: list[Response | ErrorResponse] = []
-
-        async def run_one(item: msgspec.Raw) -> None:
-            outcome = self._parse(bytes(item))
-            if isinstance(outcome, ErrorResponse):
-                replies.append(outcome)
-            elif outcome is not None:
-                reply = await self._run(*outcome, self._track(outcome[1]))
-                if reply is not None:
-                    replies.append(reply)
+        async def run_one(call: _Call) -> None:
+            reply = await self._run(call)
+            if reply is not None:
+                replies.append(reply)
 
         async with anyio.create_task_group() as task_group:
-            for item in items:
-                task_group.start_soon(run_one, item)
+            for outcome in outcomes:
+                if isinstance(outcome, _Call):
+                    task_group.start_soon(run_one, outcome)
         if replies:
             self._send(encoder.encode(replies) + b"\n")
 
-    def _parse(self, raw: bytes) -> ErrorResponse | tuple[RpcMethod, Any, bytes] | None:
-        """Validate an envelope: an error reply, a (method, id, params) to run, or None (handled)."""
+    def _accept(self, raw: bytes) -> ErrorResponse | _Call | None:
+        """Validate an envelope and its params: an error reply, a call to run, or None (handled)."""
         try:
             envelope = envelope_decoder.decode(raw)
         except msgspec.ValidationError as exc:
@@ -249,7 +322,22 @@ class Session:
             return _error_response(
                 None, errors.InvalidRequest(f"Invalid request: id {request_id!r} is already in use")
             )
-        return method, request_id, params
+        try:
+            if not self.accepting and method.name not in LIFECYCLE_METHODS:
+                raise errors.ShuttingDown("The sidecar is shutting down; no new requests are accepted.")
+            call = _Call(method, request_id, _decode_params(method, params))
+        except errors.AsrproError as exc:
+            if is_notification:
+                log.warning("notification refused", extra={"method": method.name, "error": exc.message})
+                return None
+            return _error_response(reply_id, exc)
+        if method.name == "shutdown":  # what follows it on the wire is refused; EOF won't hurry it
+            self.accepting = False
+            self.shutdown_requested = True
+        self._calls.add(call)
+        if not is_notification and request_id is not None:
+            self._inflight[request_id] = call
+        return call
 
     def _cancel(self, params: bytes) -> None:
         try:
@@ -257,67 +345,60 @@ class Session:
         except (msgspec.DecodeError, msgspec.ValidationError):
             log.info("malformed $/cancelRequest ignored")
             return
-        scope = self._inflight.get(target)
-        if scope is not None:
-            scope.cancel()
+        call = self._inflight.get(target)
+        if call is None:
+            return
+        if call.cancellable:
+            call.scope.cancel()
+        else:
+            log.info(
+                "$/cancelRequest ignored: the request runs to completion", extra={"method": call.method.name}
+            )
 
-    def _track(self, request_id: Any) -> anyio.CancelScope:
-        """A cancel scope for a request, registered at once so duplicate ids are caught early."""
-        scope = anyio.CancelScope()
-        if request_id is not _NOT_SET and request_id is not None:
-            self._inflight[request_id] = scope
-        return scope
+    async def _run_and_reply(self, call: _Call) -> None:
+        reply = await self._run(call)
+        if reply is not None:
+            self._reply(reply)
 
-    async def _run_and_reply(
-        self, method: RpcMethod, request_id: Any, params: bytes, scope: anyio.CancelScope
-    ) -> None:
-        self._running += 1
+    async def _run(self, call: _Call) -> Response | ErrorResponse | None:
+        """Run one call in its scope; return its reply (None for notifications)."""
+        is_notification = call.request_id is _NOT_SET
+        reply_id = None if is_notification else call.request_id
         try:
-            reply = await self._run(method, request_id, params, scope)
-            if reply is not None:
-                self._reply(reply)
-        finally:
-            self._running -= 1
-
-    async def _run(
-        self, method: RpcMethod, request_id: Any, params: bytes, scope: anyio.CancelScope
-    ) -> Response | ErrorResponse | None:
-        """Run one call in ``scope``; return its reply (None for notifications)."""
-        is_notification = request_id is _NOT_SET
-        reply_id = None if is_notification else request_id
-        try:
-            with scope:
-                result = await self._call(method, reply_id, params)
-            if scope.cancelled_caught:
+            with call.scope:
+                ctx = RequestContext(reply_id, call.method.name, self.app, self)
+                handler = call.method.handler
+                result = await (handler(ctx) if call.method.decoder is None else handler(ctx, call.params))
+            if call.scope.cancelled_caught:
                 raise errors.RequestCancelled("Request cancelled.")
         except Exception as exc:  # every failure becomes a wire error here
             if is_notification:
-                log.warning("notification failed", extra={"method": method.name, "error": str(exc)})
+                log.warning("notification failed", extra={"method": call.method.name, "error": str(exc)})
                 return None
             error = errors.error_for(exc)
             if error.kind in SERVER_FAULTS:
                 self.app.record_fault(error)
             return _error_response(reply_id, error)
         finally:
+            self._calls.discard(call)
             if reply_id is not None:
                 self._inflight.pop(reply_id, None)
+            self._changed_now()
         return None if is_notification else Response(id=reply_id, result=result)
 
-    async def _call(self, method: RpcMethod, request_id: RequestId, params: bytes) -> Any:
-        if self.shutdown_requested and method.name not in ("exit", "shutdown"):
-            raise errors.ShuttingDown("The sidecar is shutting down; no new requests are accepted.")
-        ctx = RequestContext(request_id, method.name, self.app, self, self.http)
-        if method.decoder is None:
-            if params.replace(b" ", b"") not in (b"", b"{}", b"[]", b"null"):
-                raise errors.InvalidParams(f"Invalid params: {method.name} takes no parameters")
-            return await method.handler(ctx)
-        body = params if params and params != b"null" else b"{}"
-        if body[:1] == b"[":
-            if body.replace(b" ", b"") != b"[]":
-                raise errors.InvalidParams("Invalid params: pass parameters by name (a JSON object)")
-            body = b"{}"
-        try:
-            decoded = method.decoder.decode(body)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            raise _params_error(exc) from None
-        return await method.handler(ctx, decoded)
+
+def _decode_params(method: RpcMethod, params: bytes) -> Any:
+    """The params Struct for ``method`` (``None`` when it takes none); raises InvalidParams."""
+    if method.decoder is None:
+        if params.replace(b" ", b"") not in (b"", b"{}", b"[]", b"null"):
+            raise errors.InvalidParams(f"Invalid params: {method.name} takes no parameters")
+        return None
+    body = params if params and params != b"null" else b"{}"
+    if body[:1] == b"[":
+        if body.replace(b" ", b"") != b"[]":
+            raise errors.InvalidParams("Invalid params: pass parameters by name (a JSON object)")
+        body = b"{}"
+    try:
+        return method.decoder.decode(body)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise _params_error(exc) from None

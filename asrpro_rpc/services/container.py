@@ -11,7 +11,6 @@ from typing import Any
 
 import anyio
 
-from ..catalog.specs import ModelSpec
 from ..catalog.store import ModelStore
 from ..config.service import ConfigService, announce_changes, default_legacy_dirs
 from ..config.settings import Settings
@@ -20,7 +19,7 @@ from ..system import paths
 from ..system.instance import InstanceLock
 from .audio import AudioService
 from .downloads import DownloadService
-from .models import ManagerOptions, ModelManager
+from .models import LoadProgress, ManagerOptions, ModelInfo, ModelManager
 from .streaming import StreamingService
 from .system import SystemService
 from .transcription import TranscriptionService
@@ -84,11 +83,19 @@ class App:
         """A request failed through no fault of its own: ``system.health`` reports it as the last error."""
         self.system.record_error(error.kind, error.message)
 
-    async def select_model(self, model_id: str) -> ModelSpec:
-        """Make ``model_id`` the default model and remember it in the settings."""
-        spec = self.models.select(model_id)
-        await self.config.aset({"model": {"selected_id": spec.id}})
-        return spec
+    async def select_model(
+        self, model_id: str, *, load: bool = False, progress: LoadProgress | None = None
+    ) -> ModelInfo:
+        """Make ``model_id`` the default model and remember it in the settings; with ``load``, only once it
+        has loaded. A failure (unknown id, a load or download that fails, cancellation before the save)
+        leaves the previous selection in place, in memory and on disk."""
+        spec = self.models.resolve(model_id)
+        if load:
+            await self.models.load(spec.id, progress)
+        with anyio.CancelScope(shield=True):  # saved and in effect, or neither
+            await self.config.aset({"model": {"selected_id": spec.id}})
+            self.models.selected_id = spec.id
+        return self.models.info(spec)
 
     def _apply_settings(self, changed_keys: list[str], settings: Settings) -> None:
         """Settings changed (over RPC, HTTP or by another program): running services follow."""

@@ -193,12 +193,6 @@ class ModelManager:
         self.options = options
         self._limiter.total_tokens = max(1, options.max_concurrency)
 
-    def select(self, model_id: str) -> ModelSpec:
-        """Make ``model_id`` the default model (validated; loading happens on first use)."""
-        spec = self.resolve(model_id)
-        self.selected_id = spec.id
-        return spec
-
     async def load(self, model_id: str | None, progress: LoadProgress | None = None) -> ModelInfo:
         """Make ``model_id`` resident (switching if another model is), and return its info."""
         spec = self.resolve(model_id)
@@ -229,8 +223,9 @@ class ModelManager:
         finally:
             self._users -= 1
             self._last_used_s = self._clock()
-            async with self._drained:
-                self._drained.notify_all()
+            with anyio.CancelScope(shield=True):  # a cancelled user must still wake a waiting switch
+                async with self._drained:
+                    self._drained.notify_all()
 
     async def transcribe(
         self,
