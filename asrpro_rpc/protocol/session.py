@@ -366,7 +366,7 @@ class Session:
         reply_id = None if is_notification else call.request_id
         try:
             with call.scope:
-                ctx = RequestContext(reply_id, call.method.name, self.app, self)
+                ctx = RequestContext(reply_id, call.method.name, self.app, self, self.http)
                 handler = call.method.handler
                 result = await (handler(ctx) if call.method.decoder is None else handler(ctx, call.params))
             if call.scope.cancelled_caught:

@@ -15,8 +15,8 @@ import httpx
 import msgspec
 import pytest
 
-from tests.fixtures.models import TINY_FAST as FAST
-from tests.sidecar import Sidecar
+from tests.support.models import TINY_FAST as FAST
+from tests.support.sidecar import Sidecar, sidecar_env
 
 HTTP_FAST = {"temperature_fallback": "false", "beam_size": "1", "max_new_tokens": "16", "language": "en"}
 OFFLINE_MISSING = "whisper-small"
@@ -24,13 +24,7 @@ OFFLINE_MISSING = "whisper-small"
 
 
 def _env(tmp: Path, model_cache: Path, **extra: str) -> dict[str, str]:
-    return {
-        "ASRPRO_MODELS_DIR": str(model_cache),
-        "ASRPRO_CONFIG_DIR": str(tmp / "config"),
-        "ASRPRO_RUNTIME_DIR": str(tmp / "run"),
-        "ASRPRO_OFFLINE": "1",
-        **extra,
-    }
+    return sidecar_env(tmp, models_dir=model_cache, ASRPRO_OFFLINE="1", **extra)
 
 
 def _line(request_id: Any, method: str, params: Any = None) -> bytes:
