@@ -25,7 +25,7 @@ from .base import RpcMethod
 NOTIFICATIONS = CORE_NOTIFICATIONS + AUDIO_NOTIFICATIONS
 """Every server → host notification: (method, payload Struct, summary)."""
 REF_TEMPLATE = "#/components/schemas/{name}"
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema" / "openrpc.json"
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schema" / "openrpc.json"
 
 
 def _params(schema: dict[str, Any], components: dict[str, Any]) -> list[dict[str, Any]]:
