@@ -30,7 +30,7 @@ class DeleteParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 @rpc_method(
     "models.download",
     summary="Download a model from its hub repo (or $ASRPRO_HUB_URL) with model.progress; resumable.",
-    errors=("model_not_found", "download_failed", "out_of_memory", "invalid_params", "cancelled"),
+    errors=("model_not_found", "download_failed", "disk_full", "invalid_params", "cancelled"),
 )
 async def download(ctx: RequestContext, params: DownloadParams) -> ModelInfo:
     app = ctx.app

@@ -63,7 +63,7 @@ async def get_model(ctx: RequestContext, params: ModelRef) -> ModelInfo:
 @rpc_method(
     "models.load",
     summary="Load a model (switching from the resident one); reports model.progress.",
-    errors=_MODEL_ERRORS,
+    errors=(*_MODEL_ERRORS, "disk_full"),
 )
 async def load_model(ctx: RequestContext, params: ModelRef) -> ModelInfo:
     spec = ctx.app.models.resolve(params.model)
@@ -110,7 +110,7 @@ async def unregister_model(ctx: RequestContext, params: UnregisterParams) -> Mod
 @rpc_method(
     "models.import",
     summary="Copy a model directory, or an installed offline weight pack, into the cache (SHA-256 checked).",
-    errors=("invalid_params", "file_not_found", "model_not_downloaded"),
+    errors=("invalid_params", "file_not_found", "model_not_downloaded", "disk_full"),
 )
 async def import_model(ctx: RequestContext, params: ImportParams) -> ModelInfo:
     from .. import errors

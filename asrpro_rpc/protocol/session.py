@@ -38,7 +38,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 CANCEL_METHOD = "$/cancelRequest"
-SERVER_FAULTS = frozenset({"internal_error", "engine_crashed", "model_load_failed", "out_of_memory"})
+SERVER_FAULTS = frozenset(
+    {"internal_error", "engine_crashed", "model_load_failed", "out_of_memory", "disk_full"}
+)
 """Error kinds that say something is wrong with the sidecar, not the request (``system.health`` shows the
 last one)."""
 DRAIN_S = 1.0

@@ -22,6 +22,7 @@ import psutil
 
 from .. import __version__
 from ..catalog.specs import ModelSpec
+from ..system import files
 from .models import EngineStatus
 
 log = logging.getLogger(__name__)
@@ -198,7 +199,7 @@ class SystemService:
 
     def resources(self) -> ResourcesResult:
         """A snapshot (blocking: run it in a worker thread; nvidia-smi may take ~100 ms)."""
-        disk_path = _existing(self.models_dir)
+        disk_path = files.nearest_existing(self.models_dir)
         disk = shutil.disk_usage(disk_path)
         engine_pid = self._engine_status().pid
         return ResourcesResult(
@@ -235,7 +236,7 @@ class SystemService:
 
     def check_disk_for_download(self, spec: ModelSpec) -> None:
         """Warn (kind ``low_disk``) when a download would leave less than 1 GB free in the model cache."""
-        free = shutil.disk_usage(_existing(self.models_dir)).free
+        free = files.free_space(self.models_dir)
         if free - 2 * spec.size_bytes >= LOW_DISK_BYTES:
             return
         message = (
@@ -250,7 +251,7 @@ class SystemService:
         memory = self._memory_probe()
         if memory.available_bytes < _LOAD_HEADROOM_BYTES * 2:
             warnings.append(f"Low memory: {memory.available_bytes / 1e6:,.0f} MB available.")
-        free = shutil.disk_usage(_existing(self.models_dir)).free
+        free = files.free_space(self.models_dir)
         if free < LOW_DISK_BYTES:
             warnings.append(f"Low disk space in the model cache: {free / 1e6:,.0f} MB free.")
         return warnings
@@ -291,9 +292,3 @@ def _system_memory() -> MemoryUsage:
     return MemoryUsage(
         total_bytes=memory.total, available_bytes=memory.available, used_percent=memory.percent
     )
-
-
-def _existing(path: Path) -> Path:
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path

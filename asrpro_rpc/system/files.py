@@ -1,6 +1,7 @@
-"""Durable file replacement: what config.json, the model registrations and verification stamps rely on.
+"""File-system helpers: durable replacement and free-space checks.
 
-A crash or power loss leaves either the old file or the new one, never a mix: write a temporary sibling
+Durable replacement is what config.json, the model registrations and verification stamps rely on: a crash
+or power loss leaves either the old file or the new one, never a mix: write a temporary sibling
 (``.<name>.<random>.tmp``), fsync it, rename it over the target, fsync the directory.
 """
 
@@ -8,12 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from asrpro_rpc import errors
+
 TEMP_SUFFIX = ".tmp"
+FREE_SPACE_MARGIN_BYTES = 64 << 20
+"""Left free beyond what a write needs (logs, settings, other programs)."""
 
 
 def temp_prefix(path: Path) -> str:
@@ -62,3 +68,41 @@ def fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+# --- free space -----------------------------------------------------------------------------------------
+def nearest_existing(path: Path) -> Path:
+    """``path``, or its nearest parent that exists (what a directory not yet made will live on)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def free_space(path: Path) -> int:
+    """Free bytes on the file system that holds (or will hold) ``path``."""
+    return shutil.disk_usage(nearest_existing(path)).free
+
+
+def ensure_free_space(
+    directory: Path,
+    needed_bytes: int,
+    *,
+    margin_bytes: int = FREE_SPACE_MARGIN_BYTES,
+    advice: str = "Free some space.",
+) -> None:
+    """Check that ``needed_bytes`` plus ``margin_bytes`` are free where ``directory`` is.
+
+    Raises:
+        errors.DiskFull: they aren't; ``advice`` ends the message.
+    """
+    free_bytes = free_space(directory)
+    required_bytes = needed_bytes + margin_bytes
+    if free_bytes < required_bytes:
+        raise errors.DiskFull(
+            f"Not enough disk space in {directory}: {required_bytes / 1e6:,.0f} MB needed, "
+            f"{free_bytes / 1e6:,.0f} MB free. {advice}",
+            resource="disk",
+            path=str(directory),
+            needed_bytes=required_bytes,
+            free_bytes=free_bytes,
+        )
