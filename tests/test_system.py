@@ -16,7 +16,8 @@ import pytest
 
 from asrpro_rpc.catalog.specs import find_spec
 from asrpro_rpc.services.models import EngineStatus
-from asrpro_rpc.services.system import GpuMemory, MemoryUsage, SystemService, parse_nvidia_smi
+from asrpro_rpc.services.system import MemoryUsage, SystemService
+from asrpro_rpc.system.hardware import GpuMemory
 from asrpro_rpc.system.instance import InstanceLock, lock_path, read_info
 from tests.sidecar import Sidecar
 
@@ -98,13 +99,6 @@ def test_low_memory_makes_health_degraded_and_errors_are_remembered() -> None:
     service.observe("notification", {"level": "info", "message": "fine"})
     last = service.health().last_error
     assert last is not None and last.kind == "engine_crashed" and last.message == "engine crashed"
-
-
-def test_nvidia_smi_rows_parse() -> None:
-    rows = "0, NVIDIA H100 80GB HBM3, 81559, 80000, 1559\n1, Broken, N/A, 0, 0\n"
-    (gpu,) = parse_nvidia_smi(rows)
-    assert gpu.index == 0 and gpu.name == "NVIDIA H100 80GB HBM3"
-    assert gpu.total_bytes == 81559 << 20 and gpu.free_bytes == 80000 << 20
 
 
 # --- single instance --------------------------------------------------------------------------------

@@ -1,7 +1,6 @@
 """System service: health, resource usage, and low-memory / low-disk warnings before a model load.
 
-GPU memory comes from torch only when torch is already imported in this process (importing it costs
-~230 MB), else from ``nvidia-smi`` when it is on the PATH; the probe is an injected seam for tests.
+GPU memory comes from ``system.hardware.probe_gpu_memory``, an injected seam for tests.
 """
 
 from __future__ import annotations
@@ -9,7 +8,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -23,6 +21,7 @@ import psutil
 from .. import __version__
 from ..catalog.specs import ModelSpec
 from ..system import files
+from ..system.hardware import GpuMemory, probe_gpu_memory
 from .models import EngineStatus
 
 log = logging.getLogger(__name__)
@@ -69,14 +68,6 @@ class MemoryUsage(msgspec.Struct, frozen=True, kw_only=True):
     used_percent: float
 
 
-class GpuMemory(msgspec.Struct, frozen=True, kw_only=True):
-    index: int
-    name: str
-    total_bytes: int
-    free_bytes: int
-    used_bytes: int
-
-
 class DiskUsage(msgspec.Struct, frozen=True, kw_only=True):
     path: str
     """The model cache directory (or the nearest existing parent)."""
@@ -94,56 +85,6 @@ class ResourcesResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 GpuProbe = Callable[[], list[GpuMemory]]
-
-
-def probe_gpu_memory() -> list[GpuMemory]:
-    """Per-GPU memory: torch if already imported, else ``nvidia-smi``, else none."""
-    torch: Any = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        gpus = []
-        for index in range(torch.cuda.device_count()):
-            free, total = torch.cuda.mem_get_info(index)
-            name = torch.cuda.get_device_name(index)
-            gpus.append(
-                GpuMemory(index=index, name=name, total_bytes=total, free_bytes=free, used_bytes=total - free)
-            )
-        return gpus
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        return []
-    query = "--query-gpu=index,name,memory.total,memory.free,memory.used"
-    try:
-        out = subprocess.run(
-            [smi, query, "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError) as exc:
-        log.debug("nvidia-smi failed", extra={"error": str(exc)})
-        return []
-    return parse_nvidia_smi(out)
-
-
-def parse_nvidia_smi(text: str) -> list[GpuMemory]:
-    """Rows of ``index, name, total MiB, free MiB, used MiB``."""
-    gpus = []
-    for line in text.strip().splitlines():
-        cells = [c.strip() for c in line.split(",")]
-        if len(cells) != 5 or not all(c.isdigit() for c in (cells[0], *cells[2:])):
-            continue
-        index, name, total, free, used = cells
-        gpus.append(
-            GpuMemory(
-                index=int(index),
-                name=name,
-                total_bytes=int(total) << 20,
-                free_bytes=int(free) << 20,
-                used_bytes=int(used) << 20,
-            )
-        )
-    return gpus
 
 
 class SystemService:
