@@ -22,9 +22,10 @@ import anyio.abc
 import msgspec
 
 from .. import errors
+from ..audio.pcm import Encoding, samples_from_bytes
 from ..events import NotificationMessage, StreamFinal, StreamPartial
 from ..streaming.processor import EndReason, StreamProcessor, StreamTuning, Utterance
-from ..streaming.session import Encoding, LiveStream, StreamSummary, samples_from_bytes
+from ..streaming.session import LiveStream, StreamSummary
 from ..streaming.vad import SAMPLE_RATE_HZ, GateTuning, SileroVad
 from ..transcripts.types import Segment, TranscribeOptions, Word
 from .models import ModelManager, run_blocking
