@@ -24,6 +24,7 @@ from ..events import ProgressReporter
 from ..services.transcription import TranscriptionResult
 from ..transcripts.formats import render
 from ..transcripts.types import ResponseFormat, Task, Transcript
+from .disconnect import cancel_on_disconnect
 from .forms import SRT_FIELDS, TRANSCRIBE_FIELDS, TRANSLATE_FIELDS, TranscriptionForm, form_schema, parse_form
 from .schemas import AUDIO_RESPONSES, SRT_RESPONSES
 from .sse import Progress, TranscriptionEventStream
@@ -128,13 +129,7 @@ async def _cancel_on_disconnect(request: Request, run: Callable[[], Awaitable[T]
     outcome: list[T] = []
     failure: list[Exception] = []
     async with anyio.create_task_group() as task_group:
-
-        async def watch() -> None:
-            while (await request.receive())["type"] != "http.disconnect":
-                pass
-            task_group.cancel_scope.cancel()
-
-        task_group.start_soon(watch)
+        task_group.start_soon(cancel_on_disconnect, request.receive, task_group.cancel_scope)
         try:
             outcome.append(await run())
         except Exception as exc:  # re-raised below, outside the task group (not as an ExceptionGroup)
