@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 from asrpro_rpc.catalog.specs import find_spec
+from asrpro_rpc.events import NotificationMessage
 from asrpro_rpc.services.models import EngineStatus
 from asrpro_rpc.services.system import MemoryUsage, SystemService
 from asrpro_rpc.system.hardware import GpuMemory
@@ -75,8 +76,8 @@ def test_low_memory_warns_before_a_load_that_would_not_fit() -> None:
     assert notes == []
     _service(notes, available_bytes=1 << 30, gpus=[]).check_before_load(large, "cpu")
     ((method, params),) = notes
-    assert method == "notification" and params["kind"] == "low_memory" and params["level"] == "warning"
-    assert "Whisper Large V3" in params["message"] and "RAM" in params["message"]
+    assert method == "notification" and params.kind == "low_memory" and params.level == "warning"
+    assert "Whisper Large V3" in params.message and "RAM" in params.message
 
 
 def test_gpu_loads_are_checked_against_free_gpu_memory() -> None:
@@ -86,7 +87,7 @@ def test_gpu_loads_are_checked_against_free_gpu_memory() -> None:
     )
     service = _service(notes, available_bytes=64 << 30, gpus=[small_gpu])
     service.check_before_load(find_spec("whisper-large-v3"), "cuda")
-    assert len(notes) == 1 and "GPU Tiny GPU" in notes[0][1]["message"]
+    assert len(notes) == 1 and "GPU Tiny GPU" in notes[0][1].message
     service.check_before_load(find_spec("whisper-large-v3"), "cpu")  # plenty of RAM
     assert len(notes) == 1
 
@@ -95,8 +96,8 @@ def test_low_memory_makes_health_degraded_and_errors_are_remembered() -> None:
     service = _service([], available_bytes=100 << 20, gpus=[])
     health = service.health()
     assert health.status == "degraded" and "Low memory" in health.warnings[0]
-    service.observe("notification", {"level": "error", "message": "engine crashed", "kind": "engine_crashed"})
-    service.observe("notification", {"level": "info", "message": "fine"})
+    service.observe("notification", NotificationMessage("error", "engine crashed", "engine_crashed"))
+    service.observe("notification", NotificationMessage("info", "fine"))
     last = service.health().last_error
     assert last is not None and last.kind == "engine_crashed" and last.message == "engine crashed"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import anyio
 import msgspec
@@ -20,7 +20,7 @@ from starlette.responses import Response
 
 from .. import errors
 from ..engines.base import SegmentSink
-from ..events import ProgressReporter
+from ..events import ProgressReporter, TranscriptionProgress
 from ..services.transcription import TranscriptionResult
 from ..transcripts.formats import render
 from ..transcripts.types import ResponseFormat, Task, Transcript
@@ -86,12 +86,14 @@ async def _transcribe(
     request_id = f"http-{uuid.uuid4().hex[:12]}"
 
     async def run(on_fraction: Progress | None = None, on_segment: SegmentSink | None = None) -> Transcript:
-        def emit(payload: dict[str, Any]) -> None:
+        def emit(payload: TranscriptionProgress) -> None:
             services.notify("transcription.progress", payload)
             if on_fraction is not None:
-                on_fraction(payload["progress"])
+                on_fraction(payload.progress)
 
-        reporter = ProgressReporter(emit, {"request_id": request_id, "file_id": params.file_id})
+        reporter = ProgressReporter(
+            emit, TranscriptionProgress, {"request_id": request_id, "file_id": params.file_id}
+        )
         result = await services.transcription.transcribe_file(params, reporter, on_segment)
         return _transcript(result)
 

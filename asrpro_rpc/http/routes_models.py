@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from .. import __version__
 from ..catalog.specs import ALIASES
-from ..events import ProgressReporter
+from ..events import ModelProgress, ProgressReporter
 from ..services.models import ModelInfo
 from .errors import HttpError
 from .schemas import (
@@ -120,7 +120,7 @@ async def select_model(request: Request) -> Response:
     ready = False
     if body.load:
         report = ProgressReporter(
-            lambda payload: services.notify("model.progress", payload), {"model_id": spec.id}
+            lambda payload: services.notify("model.progress", payload), ModelProgress, {"model_id": spec.id}
         )
         info = await services.models.load(
             spec.id, lambda fraction, message: report(fraction, message=message)

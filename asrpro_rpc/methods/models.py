@@ -6,6 +6,7 @@ import anyio
 import msgspec
 
 from ..catalog.packs import PACKS
+from ..events import ModelProgress
 from ..services.models import EngineStatus, ModelInfo
 from .base import RequestContext, rpc_method
 
@@ -67,7 +68,7 @@ async def get_model(ctx: RequestContext, params: ModelRef) -> ModelInfo:
 )
 async def load_model(ctx: RequestContext, params: ModelRef) -> ModelInfo:
     spec = ctx.app.models.resolve(params.model)
-    report = ctx.progress("model.progress", model_id=spec.id)
+    report = ctx.progress("model.progress", ModelProgress, model_id=spec.id)
     return await ctx.app.models.load(spec.id, lambda fraction, message: report(fraction, message=message))
 
 

@@ -86,7 +86,7 @@ class Session:
         self._exit = anyio.Event()
 
     # --- output ------------------------------------------------------------------------------
-    def notify(self, method: str, params: Any) -> None:
+    def notify(self, method: str, params: msgspec.Struct) -> None:
         """Send a notification to the host; safe from any thread."""
         self._send(encoder.encode(Notification(method=method, params=params)) + b"\n")
 

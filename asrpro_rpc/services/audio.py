@@ -10,9 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import platformdirs
@@ -23,12 +21,10 @@ from ..audio.notifications import AudioDevicesChanged
 from ..audio.permissions import MicrophonePermission, PermissionProbe, check_permission
 from ..audio.recorder import Recording, RecordingResult, recover_interrupted
 from ..errors import InvalidParams, NotFound
-from ..events import NotificationMessage
+from ..events import NotificationMessage, Notify
 from ..system.paths import APP_NAME
 
 log = logging.getLogger(__name__)
-
-Notify = Callable[[str, Any], None]
 
 
 def recordings_dir() -> Path:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -23,7 +22,7 @@ import msgspec
 
 from .. import errors
 from ..audio.pcm import Encoding, samples_from_bytes
-from ..events import NotificationMessage, StreamFinal, StreamPartial
+from ..events import NotificationMessage, Notify, StreamFinal, StreamPartial
 from ..streaming.processor import EndReason, StreamProcessor, StreamTuning, Utterance
 from ..streaming.session import LiveStream, StreamSummary
 from ..streaming.vad import SAMPLE_RATE_HZ, GateTuning, SileroVad
@@ -31,7 +30,6 @@ from ..transcripts.types import Segment, TranscribeOptions, Word
 from .models import ModelManager, run_blocking
 
 log = logging.getLogger(__name__)
-Notify = Callable[[str, Any], None]
 _MICROPHONE_POLL_S = 0.05
 
 

@@ -13,19 +13,19 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
 import psutil
 
 from .. import __version__
 from ..catalog.specs import ModelSpec
+from ..events import NotificationMessage, Notify
 from ..system import files
 from ..system.hardware import GpuMemory, probe_gpu_memory
 from .models import EngineStatus
 
 log = logging.getLogger(__name__)
-Notify = Callable[[str, Any], None]
 
 _LOAD_HEADROOM_BYTES = 256 << 20
 _NEMO_IMPORT_BYTES = 900 << 20
@@ -117,13 +117,10 @@ class SystemService:
         with self._lock:
             self._last_error = LastError(kind=kind, message=message, at_s=time.time())
 
-    def observe(self, method: str, params: Any) -> None:
+    def observe(self, method: str, params: msgspec.Struct) -> None:
         """A notification listener: error-level notifications become the last error."""
-        if method != "notification":
-            return
-        fields = params if isinstance(params, dict) else msgspec.structs.asdict(params)
-        if fields.get("level") == "error":
-            self.record_error(fields.get("kind") or "error", str(fields.get("message", "")))
+        if isinstance(params, NotificationMessage) and params.level == "error":
+            self.record_error(params.kind or "error", params.message)
 
     # --- queries -------------------------------------------------------------------------------------
     def health(self) -> HealthResult:
@@ -173,7 +170,7 @@ class SystemService:
             "smaller model."
         )
         log.warning("low memory before load", extra={"model_id": spec.id, "needed": needed, "free": free})
-        self._notify("notification", {"level": "warning", "message": message, "kind": "low_memory"})
+        self._notify("notification", NotificationMessage(level="warning", message=message, kind="low_memory"))
 
     def check_disk_for_download(self, spec: ModelSpec) -> None:
         """Warn (kind ``low_disk``) when a download would leave less than 1 GB free in the model cache."""
@@ -184,7 +181,7 @@ class SystemService:
             f"Downloading {spec.display_name} ({spec.size_bytes / 1e9:.1f} GB) leaves little disk space in "
             f"{self.models_dir} ({free / 1e9:.1f} GB free now). Delete unused models (models.delete)."
         )
-        self._notify("notification", {"level": "warning", "message": message, "kind": "low_disk"})
+        self._notify("notification", NotificationMessage(level="warning", message=message, kind="low_disk"))
 
     # --- internals -----------------------------------------------------------------------------------
     def _pressure_warnings(self) -> list[str]:
