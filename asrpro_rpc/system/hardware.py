@@ -24,7 +24,6 @@ from asrpro_rpc import errors
 log = logging.getLogger(__name__)
 
 Device = Literal["cpu", "cuda", "mps"]
-DeviceRequest = Literal["auto", "cpu", "cuda", "mps"]
 
 _CPU_FLAGS = ("sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512_vnni", "amx_int8", "asimd")
 """CPU ISA features worth reporting (they decide CTranslate2/ONNX Runtime kernel speed)."""
