@@ -148,6 +148,13 @@ class AddressInUse(AsrproError):
     kind = "address_in_use"
 
 
+class DiskFull(AsrproError):
+    """Not enough free disk space: ``data.resource`` ("disk"), ``path``, ``needed_bytes``, ``free_bytes``."""
+
+    code = -32017
+    kind = "disk_full"
+
+
 ERROR_TYPES: tuple[type[AsrproError], ...] = (
     ParseError,
     InvalidRequest,
@@ -171,6 +178,7 @@ ERROR_TYPES: tuple[type[AsrproError], ...] = (
     NotFound,
     DownloadFailed,
     AddressInUse,
+    DiskFull,
 )
 """Every wire error, in code order; documented in the README and the OpenRPC document."""
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
 
@@ -14,14 +14,18 @@ from .transcripts.types import Segment
 
 RequestId = int | str | None
 """A JSON-RPC request id (``None`` for work no request started)."""
+Notify = Callable[[str, msgspec.Struct], None]
+"""Sends one notification: its method and its payload Struct."""
 
 
-class ModelProgress(msgspec.Struct, frozen=True):
+class ModelProgress(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Fields left at None are not sent (a load has no byte counts; the HTTP shim's loads no request id)."""
+
+    request_id: RequestId = None
     model_id: str
     progress: float
     """0..1"""
     message: str
-    request_id: RequestId = None
     downloaded_bytes: int | None = None
     """Downloads only: bytes on disk so far (resumed bytes included)."""
     total_bytes: int | None = None
@@ -30,12 +34,12 @@ class ModelProgress(msgspec.Struct, frozen=True):
     """Downloads only: recent transfer rate."""
 
 
-class TranscriptionProgress(msgspec.Struct, frozen=True):
+class TranscriptionProgress(msgspec.Struct, frozen=True, kw_only=True):
     request_id: RequestId
+    file_id: str | None = None
     progress: float
     """0..1; reaches 1.0 exactly once, at the end."""
     stage: Literal["decoding", "loading_model", "transcribing", "done"]
-    file_id: str | None = None
 
 
 class TranscriptionSegment(msgspec.Struct, frozen=True):
@@ -100,21 +104,27 @@ NOTIFICATIONS += [
 ]
 
 
-class ProgressReporter:
-    """Emits progress notifications for one request: throttled, monotonic, always sending 100 %.
+Progress = TypeVar("Progress", ModelProgress, TranscriptionProgress)
 
+
+class ProgressReporter(Generic[Progress]):
+    """Emits progress payloads for one request: throttled, monotonic, always sending 100 %.
+
+    Each payload is a ``payload`` Struct built from ``fields``, ``progress`` and the call's fields.
     Thread-safe: engines call it from worker threads.
     """
 
     def __init__(
         self,
-        emit: Callable[[dict[str, Any]], None],
+        emit: Callable[[Progress], None],
+        payload: type[Progress],
         fields: dict[str, Any],
         *,
         min_interval_s: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._emit = emit
+        self._payload = payload
         self._fields = fields
         self._min_interval_s = min_interval_s
         self._clock = clock
@@ -135,4 +145,4 @@ class ProgressReporter:
             if progress >= 1.0 and self._last_progress >= 1.0 and stage == self._last_stage:
                 return
             self._last_sent_at, self._last_progress, self._last_stage = now, progress, stage
-        self._emit({**self._fields, "progress": round(progress, 4), **extra})
+        self._emit(self._payload(**self._fields, progress=round(progress, 4), **extra))

@@ -35,7 +35,6 @@ STAMP_NAME = ".asrpro-verified.json"
 """Per model dir: size, mtime and SHA-256 of each file as verified, so re-checks skip re-hashing."""
 
 _CHUNK_BYTES = 1 << 20
-_DISK_MARGIN_BYTES = 64 << 20
 _USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _PARTIAL = re.compile(r"\.(?P<id>.+)\.(?P<pid>\d+)\.[^.]+\.partial")
 
@@ -115,6 +114,19 @@ class ModelStore:
         return directory / spec.files[0] if spec.engine == "nemo" else directory
 
     # --- verified installs ------------------------------------------------------------------------
+    def ensure_room(self, needed_bytes: int) -> None:
+        """Check that ``needed_bytes`` (plus a margin) fit in the cache.
+
+        Raises:
+            errors.DiskFull: they don't.
+        """
+        durable.ensure_free_space(
+            self.models_dir,
+            needed_bytes,
+            advice="Delete unused models (models.delete), free some space or point ASRPRO_MODELS_DIR "
+            "elsewhere.",
+        )
+
     def install(self, spec: ModelSpec, sources: Mapping[str, Sequence[Path]]) -> Path:
         """Writes each target file (relative name -> source parts, concatenated) into the cache, atomically.
 
@@ -123,7 +135,7 @@ class ModelStore:
 
         Raises:
             errors.InvalidParams: a required file is missing or a digest doesn't match.
-            errors.OutOfMemory: not enough free disk space (``data.resource == "disk"``).
+            errors.DiskFull: not enough free disk space.
         """
         missing = sorted(set(spec.files) - set(sources))
         if missing:
@@ -135,7 +147,7 @@ class ModelStore:
         dest = self.model_dir(spec.id)
         self.models_dir.mkdir(parents=True, exist_ok=True)
         self._remove_stale_partials(spec.id)
-        _check_free_space(self.models_dir, sum(p.stat().st_size for parts in sources.values() for p in parts))
+        self.ensure_room(sum(p.stat().st_size for parts in sources.values() for p in parts))
         tmp = Path(
             tempfile.mkdtemp(prefix=f".{spec.id}.{os.getpid()}.", suffix=".partial", dir=self.models_dir)
         )
@@ -335,18 +347,6 @@ def _not_downloaded_message(spec: ModelSpec) -> str:
         f"{spec.size_bytes / 1e6:,.0f} MB from {spec.source}), or copy its files from another machine with "
         f"`asrpro models import DIR --model {spec.id}`.{pack}"
     )
-
-
-def _check_free_space(directory: Path, needed_bytes: int) -> None:
-    free_bytes = shutil.disk_usage(directory).free
-    if free_bytes < needed_bytes + _DISK_MARGIN_BYTES:
-        raise errors.OutOfMemory(
-            f"Not enough disk space in {directory}: {needed_bytes / 1e6:,.0f} MB needed, "
-            f"{free_bytes / 1e6:,.0f} MB free. Free some space or point ASRPRO_MODELS_DIR elsewhere.",
-            resource="disk",
-            needed_bytes=needed_bytes,
-            free_bytes=free_bytes,
-        )
 
 
 def _concatenate(parts: Sequence[Path], target: Path) -> str:

@@ -11,7 +11,6 @@ import contextlib
 import hashlib
 import os
 import re
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -54,56 +53,20 @@ def exclusive_lock(
     poll_s: float = 0.01,
     clock: Callable[[], float] = time.monotonic,
 ) -> Iterator[None]:
-    """Hold an exclusive advisory lock on ``lock_path`` (flock on POSIX, msvcrt on Windows).
+    """Hold the writers' lock on ``lock_path`` (``durable.OsFileLock``; byte 0 on Windows).
 
-    The OS releases it when the holder dies, so a killed writer never leaves the file locked.
     Raises ``errors.Busy`` after ``timeout_s``.
     """
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    lock = durable.OsFileLock(lock_path)
+    if not lock.acquire(timeout_s, poll_s=poll_s, clock=clock):
+        raise errors.Busy(
+            f"The settings file is locked by another program ({lock_path}); try again.",
+            lock_path=str(lock_path),
+        )
     try:
-        deadline = clock() + timeout_s
-        while not _try_lock(fd):
-            if clock() >= deadline:
-                raise errors.Busy(
-                    f"The settings file is locked by another program ({lock_path}); try again.",
-                    lock_path=str(lock_path),
-                )
-            time.sleep(poll_s)
-        try:
-            yield
-        finally:
-            _unlock(fd)
+        yield
     finally:
-        os.close(fd)
-
-
-if sys.platform == "win32":
-    import msvcrt
-
-    def _try_lock(fd: int) -> bool:
-        os.lseek(fd, 0, os.SEEK_SET)
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        return True
-
-    def _unlock(fd: int) -> None:
-        os.lseek(fd, 0, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-
-else:
-    import fcntl
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
-
-    def _unlock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
+        lock.release()
 
 
 def atomic_write(path: Path, data: bytes) -> FileSignature:

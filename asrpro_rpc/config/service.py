@@ -19,7 +19,7 @@ import anyio
 import msgspec
 
 from .. import errors
-from ..events import ConfigChanged, NotificationMessage
+from ..events import ConfigChanged, NotificationMessage, Notify
 from . import file as store
 from . import settings as schema
 from .settings import CATEGORIES, SCHEMA_VERSION, SettingError, Settings
@@ -395,7 +395,7 @@ class ConfigService:
             log.exception("settings subscriber failed", extra={"callback": repr(callback)})
 
 
-def announce_changes(notify: Callable[[str, Any], None]) -> ChangeCallback:
+def announce_changes(notify: Notify) -> ChangeCallback:
     """A ConfigService subscriber sending ``config.changed`` through ``notify`` (the container's fan-out)."""
 
     def announce(changed_keys: list[str], settings: Settings) -> None:

@@ -6,7 +6,6 @@ faster-whisper fetch one from the hub, so it is checked up front).
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -15,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from asrpro_rpc import errors
-from asrpro_rpc.engines.base import LoadInfo, LoadProgress, LoadSpec, SegmentSink
+from asrpro_rpc.engines.base import LoadInfo, LoadProgress, LoadSpec, SegmentSink, load_done
 from asrpro_rpc.system.process import default_cpu_threads
 from asrpro_rpc.transcripts.types import Segment, TranscribeOptions, Transcript, Word
 
@@ -27,7 +26,6 @@ if TYPE_CHECKING:
 
     from asrpro_rpc.system.hardware import DeviceReport
 
-log = logging.getLogger(__name__)
 
 _REQUIRED_FILES = ("model.bin", "config.json", "tokenizer.json")
 _SAFE_CPU_COMPUTE_TYPE = "int8"
@@ -90,17 +88,12 @@ class WhisperEngine:
                 f"Could not load model {spec.model_id!r} from {spec.model_path}: {exc}",
                 model_id=spec.model_id,
             ) from exc
-        for warning in warnings:
-            log.warning(warning, extra={"model_id": spec.model_id})
         self._model = model
         self._batched = BatchedInferencePipeline(model)
         self._model_id = spec.model_id
         progress(1.0, "ready")
-        return LoadInfo(
-            device=device,
-            compute_type=model.model.compute_type,
-            load_time_s=time.perf_counter() - started_s,
-            warnings=warnings,
+        return load_done(
+            spec, started_s, device=device, compute_type=model.model.compute_type, warnings=warnings
         )
 
     def transcribe(

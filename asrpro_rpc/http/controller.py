@@ -25,6 +25,7 @@ import anyio.abc
 import msgspec
 
 from .. import errors
+from ..events import NotificationMessage
 from .state import ShimOptions, ShimState, is_loopback
 
 if TYPE_CHECKING:
@@ -98,7 +99,8 @@ class HttpController:
                     except errors.AsrproError as exc:
                         log.error("the HTTP shim did not start", extra={"error": exc.message})
                         self.services.notify(
-                            "notification", {"level": "error", "message": exc.message, "kind": exc.kind}
+                            "notification",
+                            NotificationMessage(level="error", message=exc.message, kind=exc.kind),
                         )
                 self._launched.set()
                 await anyio.sleep_forever()

@@ -53,6 +53,7 @@ BY_KIND: dict[str, Mapping] = {
     "device_unavailable": Mapping(503, SERVER_ERROR, retry=False),
     "out_of_memory": Mapping(503, SERVER_ERROR, retry=False),
     "shutting_down": Mapping(503, SERVER_ERROR, retry=False),
+    "disk_full": Mapping(507, SERVER_ERROR, retry=False),
 }
 """Every error kind a service can raise → HTTP. Unknown kinds answer 500 (tests check the table is whole)."""
 

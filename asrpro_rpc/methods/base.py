@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from ..events import ProgressReporter, RequestId
+from ..events import Progress, ProgressReporter, RequestId
 
 if TYPE_CHECKING:
     from ..http.controller import HttpController
@@ -69,7 +69,7 @@ class SessionControl(typing.Protocol):
     methods: dict[str, RpcMethod]
     shutdown_requested: bool
 
-    def notify(self, method: str, params: Any) -> None: ...
+    def notify(self, method: str, params: msgspec.Struct) -> None: ...
 
     async def shut_down(self, grace_s: float) -> None: ...
 
@@ -87,12 +87,12 @@ class RequestContext:
     http: HttpController | None = None
     """The HTTP shim's controller (built by the composition root; absent in bare sessions)."""
 
-    def notify(self, method: str, params: Any) -> None:
+    def notify(self, method: str, params: msgspec.Struct) -> None:
         """Send a server → host notification (thread-safe)."""
         self.session.notify(method, params)
 
-    def progress(self, method: str, **fields: Any) -> ProgressReporter:
-        """A reporter whose notifications carry ``request_id`` and ``fields``."""
+    def progress(self, method: str, payload: type[Progress], **fields: Any) -> ProgressReporter[Progress]:
+        """A reporter of ``method`` notifications: ``payload`` Structs with ``request_id`` and ``fields``."""
         return ProgressReporter(
-            lambda payload: self.notify(method, payload), {"request_id": self.id, **fields}
+            lambda progress: self.notify(method, progress), payload, {"request_id": self.id, **fields}
         )

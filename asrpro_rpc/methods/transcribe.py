@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..events import TranscriptionSegment
+from ..events import TranscriptionProgress, TranscriptionSegment
 from ..services.transcription import TranscribeFileParams, TranscriptionResult
 from ..transcripts.types import Segment
 from .base import RequestContext, rpc_method
@@ -23,7 +23,7 @@ from .base import RequestContext, rpc_method
 )
 async def transcribe_file(ctx: RequestContext, params: TranscribeFileParams) -> TranscriptionResult:
     file_id = params.file_id or params.path
-    progress = ctx.progress("transcription.progress", file_id=file_id)
+    progress = ctx.progress("transcription.progress", TranscriptionProgress, file_id=file_id)
 
     def send_segment(segment: Segment) -> None:
         ctx.notify("transcription.segment", TranscriptionSegment(ctx.id, segment, file_id))

@@ -42,7 +42,9 @@ Batch = list[bytes | LineTooLong] | None
 
 log = logging.getLogger(__name__)
 CANCEL_METHOD = "$/cancelRequest"
-SERVER_FAULTS = frozenset({"internal_error", "engine_crashed", "model_load_failed", "out_of_memory"})
+SERVER_FAULTS = frozenset(
+    {"internal_error", "engine_crashed", "model_load_failed", "out_of_memory", "disk_full"}
+)
 """Error kinds that say something is wrong with the sidecar, not the request (``system.health`` shows the
 last one)."""
 ABRUPT_GRACE_S = 1.0
@@ -114,7 +116,7 @@ class Session:
         self._exit = anyio.Event()
 
     # --- output ------------------------------------------------------------------------------
-    def notify(self, method: str, params: Any) -> None:
+    def notify(self, method: str, params: msgspec.Struct) -> None:
         """Send a notification to the host; safe from any thread."""
         self._send(encoder.encode(Notification(method=method, params=params)) + b"\n")
 

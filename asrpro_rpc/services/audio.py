@@ -13,7 +13,7 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 import platformdirs
@@ -26,12 +26,10 @@ from ..audio.recorder import Recording, RecordingResult, recover_interrupted
 from ..audio.wavfile import SampleFormat
 from ..config.settings import AudioSettings
 from ..errors import DeviceUnavailable, InvalidParams, NotFound
-from ..events import NotificationMessage
+from ..events import NotificationMessage, Notify
 from ..system.paths import APP_NAME
 
 log = logging.getLogger(__name__)
-
-Notify = Callable[[str, Any], None]
 
 
 def recordings_dir() -> Path:

@@ -7,14 +7,15 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import Any
 
 import anyio
+import msgspec
 
 from ..catalog.store import ModelStore
 from ..config.service import ConfigService, announce_changes, default_legacy_dirs
 from ..config.settings import Settings
 from ..errors import AsrproError
+from ..events import Notify
 from ..system import paths
 from ..system.instance import InstanceLock
 from .audio import AudioService
@@ -25,7 +26,6 @@ from .system import SystemService
 from .transcription import TranscriptionService
 
 log = logging.getLogger(__name__)
-Listener = Callable[[str, Any], None]
 
 
 class App:
@@ -39,7 +39,7 @@ class App:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.started_monotonic_s = time.monotonic()
-        self.listeners: list[Listener] = []
+        self.listeners: list[Notify] = []
         self.config = config or open_config()
         settings = self.config.settings
         self.store = store or ModelStore.for_settings(settings)
@@ -74,7 +74,7 @@ class App:
     def uptime_s(self) -> float:
         return time.monotonic() - self.started_monotonic_s
 
-    def notify(self, method: str, params: Any) -> None:
+    def notify(self, method: str, params: msgspec.Struct) -> None:
         """Send a notification to every connected host (thread-safe)."""
         for listener in list(self.listeners):
             listener(method, params)

@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 import anyio
 import msgspec
@@ -26,12 +26,12 @@ from ..catalog.specs import ModelSpec, resolve_alias
 from ..catalog.store import ModelStore
 from ..engines.base import LoadInfo, LoadSpec, SegmentSink
 from ..engines.host.client import EngineHost
+from ..events import NotificationMessage, Notify
 from ..transcripts.types import TranscribeOptions, Transcript
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 LoadProgress = Callable[[float, str], None]
-Notify = Callable[[str, Any], None]
 
 
 class ManagerOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -246,7 +246,9 @@ class ModelManager:
                     self._limiter,
                 )
             except errors.EngineCrashed as exc:
-                self._notify("notification", {"level": "error", "message": exc.message, "kind": exc.kind})
+                self._notify(
+                    "notification", NotificationMessage(level="error", message=exc.message, kind=exc.kind)
+                )
                 raise
 
     async def check_idle(self) -> bool:
@@ -263,11 +265,11 @@ class ModelManager:
             await self._unload("idle")
         self._notify(
             "notification",
-            {
-                "level": "info",
-                "message": f"Model unloaded due to inactivity ({model_id}, idle for {timeout_s:g} s).",
-                "kind": "model_unloaded",
-            },
+            NotificationMessage(
+                level="info",
+                message=f"Model unloaded due to inactivity ({model_id}, idle for {timeout_s:g} s).",
+                kind="model_unloaded",
+            ),
         )
         return True
 
@@ -345,7 +347,9 @@ class ModelManager:
             },
         )
         for warning in info.warnings:
-            self._notify("notification", {"level": "warning", "message": warning, "kind": "device_fallback"})
+            self._notify(
+                "notification", NotificationMessage(level="warning", message=warning, kind="device_fallback")
+            )
 
     async def _model_path(self, spec: ModelSpec, progress: LoadProgress | None) -> Path:
         """The model's files, assembling an installed offline weight pack into the cache if needed."""

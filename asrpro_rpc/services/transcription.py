@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
@@ -23,8 +23,6 @@ from ..transcripts.types import (
     Word,
 )
 from .models import ModelManager
-
-Stage = Literal["loading_model", "decoding", "transcribing", "done"]
 
 
 class TranscribeFileParams(TranscribeOptions, kw_only=True, frozen=True, forbid_unknown_fields=True):

@@ -1,6 +1,7 @@
 """Compute device detection and the device / compute-type choice made before loading a model.
 
-``probe_devices`` looks at the machine (on demand, never at import); ``choose_device`` and
+``probe_devices`` looks at the machine and ``probe_gpu_memory`` at GPU memory now (on demand, never at import;
+GPUs through torch when it is already imported, else ``nvidia-smi``); ``choose_device`` and
 ``choose_compute_type`` are pure functions over what was found, so they are tested with injected reports.
 """
 
@@ -23,7 +24,6 @@ from asrpro_rpc import errors
 log = logging.getLogger(__name__)
 
 Device = Literal["cpu", "cuda", "mps"]
-DeviceRequest = Literal["auto", "cpu", "cuda", "mps"]
 
 _CPU_FLAGS = ("sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512_vnni", "amx_int8", "asimd")
 """CPU ISA features worth reporting (they decide CTranslate2/ONNX Runtime kernel speed)."""
@@ -37,6 +37,25 @@ class GpuInfo(msgspec.Struct, frozen=True, kw_only=True):
     memory_total_bytes: int | None = None
     compute_capability: str | None = None
     """``"major.minor"``, e.g. ``"8.9"``."""
+
+
+class GpuMemory(msgspec.Struct, frozen=True, kw_only=True):
+    index: int
+    name: str
+    total_bytes: int
+    free_bytes: int
+    used_bytes: int
+
+
+class GpuReading(msgspec.Struct, frozen=True, kw_only=True):
+    """One CUDA GPU as torch or ``nvidia-smi`` sees it (``None``: not known)."""
+
+    index: int
+    name: str
+    total_bytes: int | None = None
+    free_bytes: int | None = None
+    used_bytes: int | None = None
+    compute_capability: str | None = None
 
 
 class DeviceReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -65,9 +84,18 @@ def probe_devices(*, use_torch: bool = False) -> DeviceReport:
     """
     torch_loaded = use_torch or "torch" in sys.modules
     cuda_count, cpu_types, cuda_types = _probe_ctranslate2()
-    gpus = _gpus_from_torch() if torch_loaded else ()
-    if not gpus and cuda_count:
-        gpus = _gpus_from_nvidia_smi()
+    readings = _gpus_from_torch(free_memory=False) if torch_loaded else ()
+    if not readings and cuda_count:
+        readings = _gpus_from_nvidia_smi()
+    gpus = tuple(
+        GpuInfo(
+            index=g.index,
+            name=g.name,
+            memory_total_bytes=g.total_bytes,
+            compute_capability=g.compute_capability,
+        )
+        for g in readings
+    )
     return DeviceReport(
         platform=sys.platform,
         machine=platform.machine(),
@@ -123,7 +151,24 @@ def _cpu_features() -> tuple[str, ...]:
     return ()
 
 
-def _gpus_from_torch() -> tuple[GpuInfo, ...]:
+def probe_gpu_memory() -> list[GpuMemory]:
+    """Per-GPU memory now: torch if already imported, else ``nvidia-smi``, else none."""
+    readings = _gpus_from_torch(free_memory=True) if "torch" in sys.modules else ()
+    return [
+        GpuMemory(
+            index=g.index,
+            name=g.name,
+            total_bytes=g.total_bytes,
+            free_bytes=g.free_bytes,
+            used_bytes=g.used_bytes if g.used_bytes is not None else g.total_bytes - g.free_bytes,
+        )
+        for g in readings or _gpus_from_nvidia_smi()
+        if g.total_bytes is not None and g.free_bytes is not None
+    ]
+
+
+def _gpus_from_torch(*, free_memory: bool) -> tuple[GpuReading, ...]:
+    """CUDA GPUs through torch; ``free_memory`` also asks each for its free memory (creates a context)."""
     try:
         import torch
     except ImportError:
@@ -134,24 +179,27 @@ def _gpus_from_torch() -> tuple[GpuInfo, ...]:
     for index in range(torch.cuda.device_count()):
         props = torch.cuda.get_device_properties(index)
         gpus.append(
-            GpuInfo(
+            GpuReading(
                 index=index,
                 name=props.name,
-                memory_total_bytes=props.total_memory,
+                total_bytes=props.total_memory,
+                free_bytes=torch.cuda.mem_get_info(index)[0] if free_memory else None,
                 compute_capability=f"{props.major}.{props.minor}",
             )
         )
     return tuple(gpus)
 
 
-def _gpus_from_nvidia_smi() -> tuple[GpuInfo, ...]:
+_NVIDIA_SMI_QUERY = "--query-gpu=index,name,memory.total,memory.free,memory.used,compute_cap"
+
+
+def _gpus_from_nvidia_smi() -> tuple[GpuReading, ...]:
     exe = shutil.which("nvidia-smi")
     if exe is None:
         return ()
-    query = "--query-gpu=index,name,memory.total,compute_cap"
     try:
         out = subprocess.run(
-            [exe, query, "--format=csv,noheader,nounits"],
+            [exe, _NVIDIA_SMI_QUERY, "--format=csv,noheader,nounits"],
             capture_output=True,
             text=True,
             timeout=_NVIDIA_SMI_TIMEOUT_S,
@@ -163,24 +211,30 @@ def _gpus_from_nvidia_smi() -> tuple[GpuInfo, ...]:
     return parse_nvidia_smi(out)
 
 
-def parse_nvidia_smi(csv_text: str) -> tuple[GpuInfo, ...]:
-    """Parses ``nvidia-smi --query-gpu=index,name,memory.total,compute_cap --format=csv,noheader,nounits``."""
+def parse_nvidia_smi(csv_text: str) -> tuple[GpuReading, ...]:
+    """Parses ``nvidia-smi`` output for ``_NVIDIA_SMI_QUERY`` (``--format=csv,noheader,nounits``): index,
+    name, total, free and used MiB, compute capability; values it can't report (``[N/A]``) become None."""
     gpus = []
     for line in csv_text.splitlines():
         fields = [f.strip() for f in line.split(",")]
         if len(fields) < 2 or not fields[0].isdigit():
             continue
-        memory_mib = fields[2] if len(fields) > 2 else ""
-        capability = fields[3] if len(fields) > 3 else ""
+        total, free, used, capability = (fields[2:] + [""] * 4)[:4]
         gpus.append(
-            GpuInfo(
+            GpuReading(
                 index=int(fields[0]),
                 name=fields[1],
-                memory_total_bytes=int(memory_mib) * 1024 * 1024 if memory_mib.isdigit() else None,
+                total_bytes=_mib(total),
+                free_bytes=_mib(free),
+                used_bytes=_mib(used),
                 compute_capability=capability if capability.replace(".", "").isdigit() else None,
             )
         )
     return tuple(gpus)
+
+
+def _mib(cell: str) -> int | None:
+    return int(cell) << 20 if cell.isdigit() else None
 
 
 def _mps_available(torch_loaded: bool) -> bool:

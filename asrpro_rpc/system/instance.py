@@ -20,20 +20,18 @@ import hashlib
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
 import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import IO
 
 import anyio
 import msgspec
 import platformdirs
 import psutil
 
-from . import paths
+from . import files, paths
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +106,8 @@ class InstanceLock:
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or lock_path()
-        self._file: IO[bytes] | None = None
+        # On Windows, a byte far past the record is locked, so readers can still read the record.
+        self._lock = files.OsFileLock(self.path, windows_byte=1 << 30)
         self._info: InstanceInfo | None = None
 
     def acquire(self, *, replace: bool = False, replace_timeout_s: float = 10.0) -> InstanceInfo:
@@ -118,17 +117,17 @@ class InstanceLock:
             AlreadyRunning: another live sidecar holds it (and ``replace`` is False, or it wouldn't end).
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self._try_lock():
+        if self._lock.try_acquire():
             return self._write_info()
         holder = read_info(self.path)
         if replace and holder is not None and is_live_sidecar(holder):
             log.warning("asking the running sidecar to shut down", extra={"old_pid": holder.pid})
             _signal(holder.pid, kill=False)
-            if self._wait_for_lock(replace_timeout_s):
+            if self._lock.acquire(replace_timeout_s, poll_s=0.05):
                 return self._write_info()
             log.warning("the old sidecar did not exit; killing it", extra={"old_pid": holder.pid})
             _signal(holder.pid, kill=True)
-        if self._wait_for_lock(1.0):  # the holder may have been exiting already
+        if self._lock.acquire(1.0, poll_s=0.05):  # the holder may have been exiting already
             return self._write_info()
         holder = read_info(self.path)
         if holder is None:
@@ -150,14 +149,13 @@ class InstanceLock:
 
     def release(self) -> None:
         """Remove the lock file and drop the OS lock; idempotent."""
-        if self._file is None:
+        if self._lock.fd is None:
             return
         try:
             if read_info(self.path) == self._info:
                 self.path.unlink(missing_ok=True)
         finally:
-            self._file.close()  # closing drops the OS lock
-            self._file = None
+            self._lock.release()
             self._info = None
 
     def __enter__(self) -> InstanceLock:
@@ -168,31 +166,6 @@ class InstanceLock:
         self.release()
 
     # --- internals -----------------------------------------------------------------------------------
-    def _wait_for_lock(self, timeout_s: float) -> bool:
-        deadline_s = time.monotonic() + timeout_s
-        while time.monotonic() < deadline_s:
-            if self._try_lock():
-                return True
-            time.sleep(0.05)
-        return False
-
-    def _try_lock(self) -> bool:
-        """Open and lock the file; retry if it was replaced meanwhile (unlinked by a releasing holder)."""
-        for _ in range(10):
-            handle = open(self.path, "a+b")  # noqa: SIM115 - kept open for the life of the lock
-            if not _os_lock(handle):
-                handle.close()
-                return False
-            try:
-                same_file = os.path.samestat(os.fstat(handle.fileno()), os.stat(self.path))
-            except FileNotFoundError:
-                same_file = False
-            if same_file:
-                self._file = handle
-                return True
-            handle.close()
-        return False
-
     def _write_info(self) -> InstanceInfo:
         process = psutil.Process()
         self._info = InstanceInfo(
@@ -206,32 +179,12 @@ class InstanceLock:
         return self._info
 
     def _rewrite(self) -> None:
-        assert self._file is not None
-        self._file.seek(0)
-        self._file.truncate()
-        self._file.write(msgspec.json.encode(self._info))
-        self._file.flush()
-        os.fsync(self._file.fileno())
-
-
-def _os_lock(handle: IO[bytes]) -> bool:
-    """A non-blocking exclusive OS lock on ``handle``; False if another process holds it."""
-    if sys.platform == "win32":
-        import msvcrt
-
-        handle.seek(1 << 30)  # lock a byte far past the record, so readers can still read it
-        try:
-            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        return True
-    import fcntl
-
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return False
-    return True
+        fd = self._lock.fd
+        assert fd is not None
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, msgspec.json.encode(self._info))
+        os.fsync(fd)
 
 
 def _signal(pid: int, *, kill: bool) -> None:

@@ -15,8 +15,10 @@ import psutil
 import pytest
 
 from asrpro_rpc.catalog.specs import find_spec
+from asrpro_rpc.events import NotificationMessage
 from asrpro_rpc.services.models import EngineStatus
-from asrpro_rpc.services.system import GpuMemory, MemoryUsage, SystemService, parse_nvidia_smi
+from asrpro_rpc.services.system import MemoryUsage, SystemService
+from asrpro_rpc.system.hardware import GpuMemory
 from asrpro_rpc.system.instance import InstanceLock, lock_path, read_info
 from tests.support.sidecar import Sidecar, sidecar_env
 
@@ -65,8 +67,8 @@ def test_low_memory_warns_before_a_load_that_would_not_fit() -> None:
     assert notes == []
     _service(notes, available_bytes=1 << 30, gpus=[]).check_before_load(large, "cpu")
     ((method, params),) = notes
-    assert method == "notification" and params["kind"] == "low_memory" and params["level"] == "warning"
-    assert "Whisper Large V3" in params["message"] and "RAM" in params["message"]
+    assert method == "notification" and params.kind == "low_memory" and params.level == "warning"
+    assert "Whisper Large V3" in params.message and "RAM" in params.message
 
 
 def test_gpu_loads_are_checked_against_free_gpu_memory() -> None:
@@ -76,7 +78,7 @@ def test_gpu_loads_are_checked_against_free_gpu_memory() -> None:
     )
     service = _service(notes, available_bytes=64 << 30, gpus=[small_gpu])
     service.check_before_load(find_spec("whisper-large-v3"), "cuda")
-    assert len(notes) == 1 and "GPU Tiny GPU" in notes[0][1]["message"]
+    assert len(notes) == 1 and "GPU Tiny GPU" in notes[0][1].message
     service.check_before_load(find_spec("whisper-large-v3"), "cpu")  # plenty of RAM
     assert len(notes) == 1
 
@@ -85,17 +87,10 @@ def test_low_memory_makes_health_degraded_and_errors_are_remembered() -> None:
     service = _service([], available_bytes=100 << 20, gpus=[])
     health = service.health()
     assert health.status == "degraded" and "Low memory" in health.warnings[0]
-    service.observe("notification", {"level": "error", "message": "engine crashed", "kind": "engine_crashed"})
-    service.observe("notification", {"level": "info", "message": "fine"})
+    service.observe("notification", NotificationMessage("error", "engine crashed", "engine_crashed"))
+    service.observe("notification", NotificationMessage("info", "fine"))
     last = service.health().last_error
     assert last is not None and last.kind == "engine_crashed" and last.message == "engine crashed"
-
-
-def test_nvidia_smi_rows_parse() -> None:
-    rows = "0, NVIDIA H100 80GB HBM3, 81559, 80000, 1559\n1, Broken, N/A, 0, 0\n"
-    (gpu,) = parse_nvidia_smi(rows)
-    assert gpu.index == 0 and gpu.name == "NVIDIA H100 80GB HBM3"
-    assert gpu.total_bytes == 81559 << 20 and gpu.free_bytes == 80000 << 20
 
 
 # --- single instance --------------------------------------------------------------------------------

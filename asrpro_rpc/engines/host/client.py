@@ -17,11 +17,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Literal
 
 import msgspec
 
 from asrpro_rpc import errors
+from asrpro_rpc.audio.pcm import Encoding
 from asrpro_rpc.engines.base import LoadInfo, LoadSpec, SegmentSink
 from asrpro_rpc.engines.host import frames as hp
 from asrpro_rpc.transcripts.types import TranscribeOptions, Transcript
@@ -164,7 +164,7 @@ class EngineHost:
         self,
         pcm: bytes,
         sample_rate_hz: int,
-        encoding: Literal["pcm16", "f32"],
+        encoding: Encoding,
         options: TranscribeOptions,
         cancel: threading.Event,
     ) -> Transcript:

@@ -8,10 +8,11 @@ travel here: ``Transcribe`` carries a path and the child decodes it. In-memory a
 from __future__ import annotations
 
 import struct
-from typing import IO, Any, Literal
+from typing import IO, Any
 
 import msgspec
 
+from asrpro_rpc.audio.pcm import Encoding
 from asrpro_rpc.engines.base import LoadInfo, LoadSpec
 from asrpro_rpc.transcripts.types import Segment, TranscribeOptions, Transcript
 
@@ -37,7 +38,7 @@ class TranscribeAudio(msgspec.Struct, tag="transcribe_audio", frozen=True):
     request_id: int
     pcm: bytes
     sample_rate_hz: int
-    encoding: Literal["pcm16", "f32"]
+    encoding: Encoding
     options: TranscribeOptions
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from asrpro_rpc import errors
+from asrpro_rpc.audio.pcm import samples_from_bytes
 from asrpro_rpc.engines.base import Engine
 from asrpro_rpc.engines.host import frames as hp
 from asrpro_rpc.transcripts.types import Segment
@@ -131,16 +132,15 @@ class EngineHostServer:
 
 def _samples(message: hp.TranscribeAudio) -> Any:
     """The message's samples as the 16 kHz float32 array engines take."""
-    import numpy as np
-
     if message.sample_rate_hz != SAMPLE_RATE_HZ:
         raise errors.InvalidParams(
             f"In-memory audio must be {SAMPLE_RATE_HZ} Hz (got {message.sample_rate_hz} Hz).",
             sample_rate_hz=message.sample_rate_hz,
         )
-    if message.encoding == "f32":
-        return np.frombuffer(message.pcm, dtype="<f4").astype(np.float32)
-    return np.frombuffer(message.pcm, dtype="<i2").astype(np.float32) / 32768.0
+    try:
+        return samples_from_bytes(message.pcm, message.encoding)
+    except ValueError as exc:
+        raise errors.InvalidParams(f"Bad in-memory audio: {exc}.") from exc
 
 
 def _as_asrpro_error(exc: Exception, fallback: type[errors.AsrproError]) -> errors.AsrproError:

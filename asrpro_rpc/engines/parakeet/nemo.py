@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from asrpro_rpc import errors
-from asrpro_rpc.engines.base import LoadInfo, LoadProgress, LoadSpec, SegmentSink
+from asrpro_rpc.engines.base import LoadInfo, LoadProgress, LoadSpec, SegmentSink, load_done
 from asrpro_rpc.engines.parakeet.common import SAMPLE_RATE_HZ, transcribe_parakeet, word
 from asrpro_rpc.system.process import default_cpu_threads
 from asrpro_rpc.transcripts.types import TranscribeOptions, Transcript, Word
@@ -83,14 +83,7 @@ class NemoEngine:
             warnings += more
         self._device = device
         self._autocast_dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(compute_type)
-        for warning in warnings:
-            log.warning(warning, extra={"model_id": spec.model_id})
-        return LoadInfo(
-            device=device,
-            compute_type=compute_type,
-            load_time_s=time.perf_counter() - started_s,
-            warnings=warnings,
-        )
+        return load_done(spec, started_s, device=device, compute_type=compute_type, warnings=warnings)
 
     def transcribe(
         self,

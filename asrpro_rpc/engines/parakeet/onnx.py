@@ -9,14 +9,13 @@ export-onnx ID`` writes exactly that.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from asrpro_rpc import errors
-from asrpro_rpc.engines.base import LoadInfo, LoadProgress, LoadSpec, SegmentSink
+from asrpro_rpc.engines.base import LoadInfo, LoadProgress, LoadSpec, SegmentSink, load_done
 from asrpro_rpc.engines.parakeet.common import SAMPLE_RATE_HZ, transcribe_parakeet, word
 from asrpro_rpc.system.process import default_cpu_threads
 from asrpro_rpc.transcripts.types import TranscribeOptions, Transcript, Word
@@ -24,7 +23,6 @@ from asrpro_rpc.transcripts.types import TranscribeOptions, Transcript, Word
 if TYPE_CHECKING:
     import numpy as np
 
-log = logging.getLogger(__name__)
 
 WINDOW_S = 60.0
 """Longest window at once: the export has full attention (memory grows with the window squared), and a
@@ -103,14 +101,7 @@ class OnnxEngine:
                 model_id=spec.model_id,
             ) from exc
         self._model_id, self._languages = spec.model_id, spec.languages
-        for warning in warnings:
-            log.warning(warning, extra={"model_id": spec.model_id})
-        return LoadInfo(
-            device=device,
-            compute_type=compute_type,
-            load_time_s=time.perf_counter() - started_s,
-            warnings=warnings,
-        )
+        return load_done(spec, started_s, device=device, compute_type=compute_type, warnings=warnings)
 
     def transcribe(
         self,

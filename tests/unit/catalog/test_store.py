@@ -245,10 +245,11 @@ def test_import_errors(store: ModelStore, tiny_whisper_dir: Path, tmp_path: Path
         store.import_dir(tiny_whisper_dir, "whisper-smal")
 
 
-def test_not_enough_disk_is_refused_before_copying(tmp_path: Path) -> None:
-    with pytest.raises(errors.OutOfMemory, match="Not enough disk space") as caught:
-        model_store._check_free_space(tmp_path, 1 << 60)
-    assert caught.value.data["resource"] == "disk"
+def test_not_enough_disk_is_refused_before_copying(store: ModelStore) -> None:
+    with pytest.raises(errors.DiskFull, match="Not enough disk space") as caught:
+        store.ensure_room(1 << 60)
+    assert caught.value.kind == "disk_full" and caught.value.data["resource"] == "disk"
+    assert caught.value.data["free_bytes"] < caught.value.data["needed_bytes"]
 
 
 def test_delete_removes_the_cached_files(store: ModelStore, whisper_tiny_en_dir: Path) -> None:

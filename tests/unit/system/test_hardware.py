@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from asrpro_rpc import errors
 from asrpro_rpc.system.hardware import (
     DeviceReport,
-    GpuInfo,
+    GpuReading,
     choose_compute_type,
     choose_device,
     ct2_compute_types,
@@ -58,12 +58,20 @@ def test_ct2_compute_types() -> None:
 
 
 def test_parse_nvidia_smi() -> None:
-    text = "0, NVIDIA H100 80GB HBM3, 81559, 9.0\n1, Tesla P4, 7680, [N/A]\n\nNo devices were found\n"
+    text = (
+        "0, NVIDIA H100 80GB HBM3, 81559, 80000, 1559, 9.0\n1, Tesla P4, 7680, [N/A], [N/A], [N/A]\n"
+        "\nNo devices were found\n"
+    )
     assert parse_nvidia_smi(text) == (
-        GpuInfo(
-            index=0, name="NVIDIA H100 80GB HBM3", memory_total_bytes=81559 << 20, compute_capability="9.0"
+        GpuReading(
+            index=0,
+            name="NVIDIA H100 80GB HBM3",
+            total_bytes=81559 << 20,
+            free_bytes=80000 << 20,
+            used_bytes=1559 << 20,
+            compute_capability="9.0",
         ),
-        GpuInfo(index=1, name="Tesla P4", memory_total_bytes=7680 << 20, compute_capability=None),
+        GpuReading(index=1, name="Tesla P4", total_bytes=7680 << 20),
     )
 
 
