@@ -85,7 +85,7 @@ async def unload_model(ctx: RequestContext) -> UnloadResult:
 )
 async def select_model(ctx: RequestContext, params: SelectParams) -> ModelInfo:
     spec = ctx.app.models.resolve(params.model)
-    report = ctx.progress("model.progress", model_id=spec.id)
+    report = ctx.progress("model.progress", ModelProgress, model_id=spec.id)
     return await ctx.app.select_model(
         spec.id, load=params.load, progress=lambda fraction, message: report(fraction, message=message)
     )

@@ -25,7 +25,7 @@ from ..catalog.packs import available_packs
 from ..catalog.specs import ModelSpec, resolve_alias
 from ..catalog.store import ModelStore
 from ..engines.base import LoadInfo, LoadSpec, SegmentSink
-from ..engines.host.client import EngineHost
+from ..engines.host.client import EngineHost, EngineLost
 from ..events import NotificationMessage, Notify
 from ..transcripts.types import TranscribeOptions, Transcript
 
@@ -238,18 +238,31 @@ class ModelManager:
     ) -> Transcript:
         """Transcribe the file at ``path`` on ``model_id`` (loaded on demand); ``on_segment`` (called from a
         worker thread) receives segments as the engine finishes them."""
-        async with self.use(model_id, on_loading) as resident:
-            self._check_supports(resident.spec, options)
-            try:
-                return await run_blocking(
-                    lambda cancel: resident.host.transcribe(path, options, on_progress, cancel, on_segment),
-                    self._limiter,
-                )
-            except errors.EngineCrashed as exc:
-                self._notify(
-                    "notification", NotificationMessage(level="error", message=exc.message, kind=exc.kind)
-                )
-                raise
+        retried = False  # a request the engine died under without its doing runs once more, on a fresh one
+        while True:
+            async with self.use(model_id, on_loading) as resident:
+                self._check_supports(resident.spec, options)
+                try:
+                    return await run_blocking(
+                        lambda cancel: resident.host.transcribe(
+                            path, options, on_progress, cancel, on_segment
+                        ),
+                        self._limiter,
+                    )
+                except EngineLost as exc:
+                    if retried:
+                        self._report_crash(exc)
+                        raise
+                    retried = True
+                    log.warning(
+                        "engine ended under a request it wasn't running; retrying", extra={"why": exc.message}
+                    )
+                except errors.EngineCrashed as exc:
+                    self._report_crash(exc)
+                    raise
+
+    def _report_crash(self, exc: errors.EngineCrashed) -> None:
+        self._notify("notification", NotificationMessage(level="error", message=exc.message, kind=exc.kind))
 
     async def check_idle(self) -> bool:
         """Unload the model if it has been unused for ``idle_unload_s``; True if it did."""

@@ -136,6 +136,19 @@ class Sidecar(SidecarClient):
         assert "error" in reply, reply
         return reply["error"]
 
+    def wait_for_notification(
+        self, matches: Callable[[dict[str, Any]], bool], timeout_s: float = TIMEOUT_S
+    ) -> dict[str, Any]:
+        """The next notification ``matches`` accepts (earlier ones are collected, responses kept)."""
+        while True:
+            message = self.read_message(timeout_s)
+            if isinstance(message, dict) and "method" in message and "id" not in message:
+                self.notifications.append(message)
+                if matches(message):
+                    return message
+            elif isinstance(message, dict) and "id" in message:
+                self._early[message["id"]] = message
+
     def shutdown(self, timeout_s: float = 10.0) -> int:
         """shutdown + exit; returns the exit code."""
         self.call("shutdown")

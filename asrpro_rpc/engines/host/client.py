@@ -58,6 +58,8 @@ class EngineHost:
         self._reader_thread: threading.Thread | None = None
         self._dead_reason: str | None = None
         self._closing = False
+        self._killed_for_cancel = False
+        """Set when this host was killed to end a cancelled request: its other requests did nothing wrong."""
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -182,7 +184,11 @@ class EngineHost:
         cancel: threading.Event,
         on_segment: SegmentSink | None = None,
     ) -> Transcript:
-        request_id, replies = self._begin()
+        started = False  # the child has reported work on this request
+        try:
+            request_id, replies = self._begin()
+        except errors.EngineCrashed as exc:
+            raise EngineLost(exc.message) from None
         try:
             self._send(make_request(request_id))
             deadline_s: float | None = None
@@ -191,6 +197,7 @@ class EngineHost:
                     deadline_s = time.monotonic() + self.cancel_grace_s
                     self._send(hp.Cancel(request_id))
                 elif deadline_s is not None and time.monotonic() >= deadline_s:
+                    self._killed_for_cancel = True
                     self._kill(f"a cancelled transcription did not stop within {self.cancel_grace_s:g} s")
                     raise errors.RequestCancelled(
                         "The transcription was cancelled; the engine was stopped to end it, "
@@ -200,6 +207,7 @@ class EngineHost:
                     reply = replies.get(timeout=_POLL_S)
                 except queue.Empty:
                     continue
+                started = started or isinstance(reply, hp.Progress | hp.SegmentDone)
                 if isinstance(reply, hp.Progress):
                     if reply.stage == "transcribing":
                         on_progress(reply.fraction)
@@ -212,6 +220,10 @@ class EngineHost:
                     return reply.transcript
                 else:
                     raise _as_error(reply)
+        except errors.EngineCrashed as exc:
+            if started and not self._killed_for_cancel:
+                raise
+            raise EngineLost(exc.message) from None
         finally:
             self._end(request_id)
 
@@ -282,6 +294,11 @@ class EngineHost:
             log.error("engine host died: %s", self._dead_reason, extra={"pid": self._proc.pid})
         for replies in waiting:
             replies.put(error)
+
+
+class EngineLost(errors.EngineCrashed):
+    """The engine ended through no fault of this request (before it started there, or killed to end another
+    request's cancel): running it again on a fresh engine is safe (``ModelManager`` does, once)."""
 
 
 def _describe_exit(returncode: int) -> str:
