@@ -8,7 +8,7 @@ import os
 import re
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,9 @@ from websockets.sync.client import connect as ws_connect
 
 from asrpro_rpc.errors import ERROR_TYPES
 from asrpro_rpc.http.errors import BY_KIND
+from tests.support.models import auto_whisper_device
 from tests.support.sidecar import Sidecar
+from tests.support.waiting import wait_until
 
 TOKEN = "test-token-123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -72,12 +74,15 @@ def start_sidecar(tmp: Path, models_dir: Path, *args: str, config: dict[str, Any
 
 @pytest.fixture(scope="module")
 def shim(
-    model_cache: Path, tiny_whisper_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    model_cache_dir: Path, tiny_whisper_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Shim]:
-    """A sidecar started with ``--http 127.0.0.1:0``, a token, a 1 MB upload limit, the tiny model."""
+    """A sidecar started with ``--http 127.0.0.1:0``, a token, a 1 MB upload limit, the tiny model.
+
+    Its models dir is the session cache: a test that needs real weights asks for their fixture
+    (``whisper_tiny_en_dir``), which installs them there; the others run without any weight pack."""
     tmp = tmp_path_factory.mktemp("shim")
     config = {"server": {"api_token": TOKEN, "max_upload_mb": 1}}
-    sidecar = start_sidecar(tmp, model_cache, "--http", "127.0.0.1:0", config=config)
+    sidecar = start_sidecar(tmp, model_cache_dir, "--http", "127.0.0.1:0", config=config)
     sidecar.call("models.register", {"id": "tiny", "path": str(tiny_whisper_dir)})
     status = sidecar.call("http.status")
     assert status["running"] and status["token_required"] and status["max_upload_mb"] == 1
@@ -88,12 +93,17 @@ def shim(
 def transcribe(shim: Shim, path: Path, **kwargs: Any) -> Any:
     with path.open("rb") as file:
         return shim.sdk().audio.transcriptions.create(
-            file=file, model=kwargs.pop("model", "tiny"), language="en", extra_body=FAST, **kwargs
+            file=file,
+            model=kwargs.pop("model", "tiny"),
+            language="en",
+            extra_body=kwargs.pop("extra_body", FAST),
+            **kwargs,
         )
 
 
 # --- the official SDK ------------------------------------------------------------------------------
-def test_models_list_and_retrieve(shim: Shim) -> None:
+@pytest.mark.real_weights
+def test_models_list_and_retrieve(shim: Shim, whisper_tiny_en_dir: Path) -> None:
     models = {m.id: m for m in shim.sdk().models.list()}
     assert {"tiny", "whisper-base", "whisper-tiny.en", "whisper-1"} <= set(models)
     tiny = models["tiny"].model_dump()
@@ -105,21 +115,31 @@ def test_models_list_and_retrieve(shim: Shim) -> None:
     assert caught.value.code == "model_not_found"
 
 
-def test_transcriptions_in_every_response_format(shim: Shim, speech_wav: Path) -> None:
-    plain = transcribe(shim, speech_wav)
-    assert isinstance(plain.text, str) and plain.usage.type == "duration"
-    text = transcribe(shim, speech_wav, response_format="text")
-    assert isinstance(text, str) and text == (f"{plain.text}\n" if plain.text else "")
-    srt = transcribe(shim, speech_wav, response_format="srt")
-    assert srt == "" or SRT_CUE.match(srt)
-    vtt = transcribe(shim, speech_wav, response_format="vtt")
-    assert vtt.startswith("WEBVTT\n")
+@pytest.mark.real_weights
+def test_transcriptions_in_every_response_format(
+    shim: Shim, whisper_tiny_en_dir: Path, speech_wav: Path
+) -> None:
+    """Real words (tiny.en), so every format has something to hold."""
+    model = "whisper-tiny.en"
+    real = {"model": model, "extra_body": {}}  # its default decoding: max_new_tokens would cut words
+    plain = transcribe(shim, speech_wav, **real)
+    assert "kitchen" in plain.text.lower() and plain.usage.type == "duration"
+    text = transcribe(shim, speech_wav, **real, response_format="text")
+    assert text == f"{plain.text}\n"
+    srt = transcribe(shim, speech_wav, **real, response_format="srt")
+    assert SRT_CUE.match(srt) and "kitchen" in srt.lower(), srt
+    vtt = transcribe(shim, speech_wav, **real, response_format="vtt")
+    assert vtt.startswith("WEBVTT\n") and "kitchen" in vtt.lower(), vtt
     verbose = transcribe(
-        shim, speech_wav, response_format="verbose_json", timestamp_granularities=["word", "segment"]
+        shim,
+        speech_wav,
+        **real,
+        response_format="verbose_json",
+        timestamp_granularities=["word", "segment"],
     )
     assert verbose.language == "en" and 3.0 < verbose.duration < 4.5 and verbose.text == plain.text
-    assert verbose.segments is not None and all(s.end >= s.start for s in verbose.segments)
-    assert verbose.words is not None
+    assert verbose.segments and all(s.end >= s.start for s in verbose.segments)
+    assert verbose.words and "kitchen" in [w.word.strip(" .").lower() for w in verbose.words]
     assert shim.upload_files() == []
 
 
@@ -149,46 +169,71 @@ def test_translations(shim: Shim, speech_wav: Path) -> None:
     assert "English-only" in caught.value.message
 
 
-def test_streaming_server_sent_events(shim: Shim, speech_wav: Path) -> None:
+@pytest.mark.real_weights
+def test_streaming_server_sent_events(shim: Shim, whisper_tiny_en_dir: Path, speech_wav: Path) -> None:
     with speech_wav.open("rb") as file:
         stream = shim.sdk().audio.transcriptions.create(
-            file=file, model="tiny", language="en", stream=True, extra_body=FAST
+            file=file, model="whisper-tiny.en", language="en", stream=True
         )
         events = list(stream)
-    assert events[-1].type == "transcript.text.done"
+    assert events[-1].type == "transcript.text.done" and "kitchen" in events[-1].text.lower()
     deltas = [e.delta for e in events[:-1]]
-    assert all(e.type == "transcript.text.delta" for e in events[:-1])
+    assert deltas and all(e.type == "transcript.text.delta" for e in events[:-1])
     assert "".join(deltas) == events[-1].text
     assert shim.upload_files() == []
 
 
 @pytest.mark.real_weights
-def test_streaming_sends_segments_as_they_are_decoded(shim: Shim, speech_paragraph_wav: Path) -> None:
-    with speech_paragraph_wav.open("rb") as file:
+def test_streaming_sends_segments_as_they_are_decoded(
+    shim: Shim,
+    whisper_tiny_en_dir: Path,
+    long_audio_factory: Callable[[float], Path],
+    encode_media: Callable[..., Path],
+) -> None:
+    """90 s of speech, so Whisper decodes it in several 30 s windows (a window's segments come together):
+    the first delta reaches the client while later windows are still being decoded, i.e. before the
+    sidecar reports the transcription done. A server that buffers the segments and splits them at the end
+    sends its first delta after that."""
+    speech = encode_media(long_audio_factory(1.5), "long_1.5min.ogg", "libopus", 24000)  # < 1 MB limit
+    shim.sidecar.call("ping")  # collects the notifications of earlier tests
+    before = len(shim.sidecar.notifications)
+    done_before_first_delta: list[dict[str, Any]] | None = None
+    events = []
+    with speech.open("rb") as file:
         stream = shim.sdk().audio.transcriptions.create(
             file=file, model="whisper-tiny.en", language="en", stream=True
         )
-        events = list(stream)
+        for event in stream:
+            events.append(event)
+            if event.type == "transcript.text.delta" and done_before_first_delta is None:
+                shim.sidecar.call("ping")  # its answer follows every notification sent before now
+                done_before_first_delta = [
+                    n["params"]
+                    for n in shim.sidecar.notifications[before:]
+                    if n["method"] == "transcription.progress" and n["params"]["stage"] == "done"
+                ]
+    assert done_before_first_delta == [], "the first delta came after the transcription had ended"
     deltas = [e.delta for e in events if e.type == "transcript.text.delta"]
     assert len(deltas) >= 2 and events[-1].type == "transcript.text.done"
     assert "".join(deltas).split() == events[-1].text.split()
 
 
 # --- raw HTTP ---------------------------------------------------------------------------------------
-def test_srt_shortcut(shim: Shim, speech_wav: Path) -> None:
+@pytest.mark.real_weights
+def test_srt_shortcut(shim: Shim, whisper_tiny_en_dir: Path, speech_wav: Path) -> None:
     with speech_wav.open("rb") as file:
-        response = shim.post(
-            "/v1/srt", files={"file": ("speech.wav", file, "audio/wav")}, data={"model": "tiny", **FAST}
-        )
+        data = {"model": "whisper-tiny.en"}
+        response = shim.post("/v1/srt", files={"file": ("speech.wav", file, "audio/wav")}, data=data)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain")
-    assert response.text == "" or SRT_CUE.match(response.text)
+    assert SRT_CUE.match(response.text) and "kitchen" in response.text.lower(), response.text
 
 
 def test_model_loaded_over_rpc_shows_in_health(shim: Shim) -> None:
     shim.sidecar.call("models.load", {"model": "tiny"}, timeout_s=60)
     health = httpx.get(f"{shim.url}/health").json()  # no token needed
-    assert health["status"] == "ok" and health["current_model"] == "tiny" and health["device"] == "cpu"
+    assert health["status"] == "ok" and health["current_model"] == "tiny"
+    assert health["device"] == auto_whisper_device()  # the device "auto" promises on this machine
     assert health["memory"]["engine_rss_bytes"] > 0 and health["uptime_s"] > 0
     shim.sidecar.call("models.unload")
     assert httpx.get(f"{shim.url}/health").json()["current_model"] is None
@@ -230,6 +275,40 @@ def test_browser_origins_and_foreign_hosts_are_refused(shim: Shim) -> None:
     assert response.status_code == 403 and response.json()["error"]["code"] == "origin_not_allowed"
     response = shim.get("/v1/models", headers={"Host": "evil.example"})
     assert response.status_code == 421
+
+
+def test_origin_and_host_are_checked_on_uploads_and_the_websocket(bare: Sidecar, speech_wav: Path) -> None:
+    """Every route, not only GET: the upload routes and the events WebSocket refuse a foreign Origin or
+    Host; an origin listed in cors_origins is served (CORS headers and all) on each of them."""
+    allowed = "https://app.example"
+    url = bare.call("http.start", {"port": 0, "cors_origins": [allowed]})["url"]
+    audio = speech_wav.read_bytes()
+
+    def upload(route: str, headers: dict[str, str]) -> httpx.Response:
+        files = {"file": ("s.wav", audio, "audio/wav")}
+        return httpx.post(
+            f"{url}{route}", files=files, data={"model": "tiny", **FAST}, headers=headers, timeout=120
+        )
+
+    for route in ("/v1/audio/transcriptions", "/v1/audio/translations", "/v1/srt"):
+        refused = upload(route, {"Origin": "https://evil.example"})
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "origin_not_allowed", route
+        foreign = upload(route, {"Host": "evil.example"})
+        assert foreign.status_code == 421 and foreign.json()["error"]["code"] == "invalid_host", route
+        served = upload(route, {"Origin": allowed})
+        assert served.status_code == 200, (route, served.text)
+        assert served.headers["access-control-allow-origin"] == allowed, route
+    events = f"{url.replace('http', 'ws')}/v1/events"
+    with pytest.raises(InvalidStatus) as refused_ws:  # the handshake is refused
+        ws_connect(events, origin="https://evil.example")  # type: ignore[arg-type]
+    assert refused_ws.value.response.status_code == 403
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as sock, pytest.raises(InvalidStatus) as foreign_ws:
+        # a rebinding page: the URL's host (so the one Host header) is not loopback
+        ws_connect(f"ws://evil.example:{port}/v1/events", sock=sock)
+    assert foreign_ws.value.response.status_code == 403
+    with ws_connect(events, origin=allowed) as websocket:  # type: ignore[arg-type]
+        assert json.loads(websocket.recv(timeout=10)) == {"type": "connected"}
 
 
 def test_oversize_upload_gets_413_and_leaves_no_temp_file(shim: Shim) -> None:
@@ -299,9 +378,9 @@ def test_every_service_error_kind_has_an_http_mapping() -> None:
 
 # --- lifecycle: start, stop, ports ------------------------------------------------------------------
 @pytest.fixture
-def bare(tmp_path: Path, model_cache: Path, tiny_whisper_dir: Path) -> Iterator[Sidecar]:
+def bare(tmp_path: Path, model_cache_dir: Path, tiny_whisper_dir: Path) -> Iterator[Sidecar]:
     """A sidecar without the shim running (no token)."""
-    sidecar = start_sidecar(tmp_path, model_cache)
+    sidecar = start_sidecar(tmp_path, model_cache_dir)
     sidecar.call("models.register", {"id": "tiny", "path": str(tiny_whisper_dir)})
     yield sidecar
     sidecar.kill()
@@ -350,11 +429,11 @@ def test_graceful_stop_finishes_in_flight_and_refuses_new(bare: Sidecar, speech_
 
     sender = threading.Thread(target=send)
     sender.start()
-    while bare.call("http.status")["in_flight_requests"] < 1:
-        pass
+    wait_until(lambda: bare.call("http.status")["in_flight_requests"] >= 1, what="the request in flight")
     stop_id = bare.request("http.stop", {"grace_s": 60})
-    while (refused := httpx.get(f"{url}/v1/models")).status_code != 503:
-        pass
+    refused = wait_until(
+        lambda: (r := httpx.get(f"{url}/v1/models")).status_code == 503 and r, what="new requests refused"
+    )
     assert refused.json()["error"]["code"] == "shutting_down"
     assert httpx.get(f"{url}/health").json()["status"] == "shutting_down"
     release.set()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.models import TINY_FAST
+from tests.support.models import TINY_FAST, auto_nemo_choice
 from tests.support.sidecar import Sidecar, repo_root, sidecar_env
 
 NEMO_ID = "tiny-parakeet"
@@ -62,7 +62,12 @@ def _assert_well_formed(result: dict) -> None:
 def test_load_reports_progress_stages(pk: Sidecar) -> None:
     pk.notifications.clear()
     info = pk.call("models.load", {"model": NEMO_ID}, timeout_s=180)
-    assert info["ready"] and info["device"] == "cpu" and info["compute_type"] == "float32"
+    assert info["ready"]
+    fallbacks = [n for n in pk.notifications if n["params"].get("kind") == "device_fallback"]
+    if fallbacks:  # the GPU was seen but could not run the model: the CPU, said out loud
+        assert (info["device"], info["compute_type"]) == ("cpu", "float32"), fallbacks
+    else:
+        assert (info["device"], info["compute_type"]) == auto_nemo_choice()
     progress = [n["params"] for n in pk.notifications if n["method"] == "model.progress"]
     messages = [p["message"] for p in progress]
     assert any("importing NeMo" in m for m in messages) and any("restoring" in m for m in messages)
@@ -112,16 +117,20 @@ def test_long_file_is_windowed_with_absolute_timestamps(pk: Sidecar, long_audio_
 
 
 def test_cancel_mid_file(pk: Sidecar, long_audio_factory, speech_wav: Path) -> None:
+    """A cancel lands within one encoder layer on NeMo (README): a clean stop, the same engine process."""
     request_id = pk.request("transcribe.file", {"path": str(long_audio_factory(20.0)), "model": NEMO_ID})
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        message = pk.next_message(timeout_s=120)
+    while True:
+        message = pk.next_message(max(0.0, deadline - time.monotonic()))
+        assert message.get("id") != request_id, f"the file was done before the cancel: {message}"
         params = message.get("params") or {}
         if message.get("method") == "transcription.progress" and 0 < params.get("progress", 0) < 1:
             break
+    pid = pk.call("models.status")["pid"]
     pk.notify("$/cancelRequest", {"id": request_id})
-    assert pk.response(request_id, timeout_s=60)["error"]["code"] == -32800
-    assert pk.call("ping")["pong"]
+    reply = pk.response(request_id, timeout_s=60)
+    assert reply["error"]["code"] == -32800 and "reload" not in reply["error"]["message"], reply
+    assert pk.call("models.status")["pid"] == pid
     assert _transcribe(pk, speech_wav, response_format="json")["text"]
 
 

@@ -45,6 +45,23 @@ def _wait_for(predicate, timeout_s: float = 15.0) -> bool:  # type: ignore[no-un
     return False
 
 
+def _level_arrives(sidecar: Sidecar, recording_id: str, after: int = 0) -> int:
+    """Wait (deadline: fail) for an ``audio.level`` of ``recording_id`` among the notifications past the
+    first ``after``: the device is delivering audio. Returns how many notifications there are then."""
+
+    def arrived() -> bool:
+        levels = [n for n in _notifications_since(sidecar, after) if n.get("method") == "audio.level"]
+        return any(n["params"]["recording_id"] == recording_id for n in levels)
+
+    assert _wait_for(arrived), f"no audio.level from {recording_id}"
+    return len(sidecar.notifications)
+
+
+def _notifications_since(sidecar: Sidecar, after: int) -> list[dict]:
+    sidecar.call("ping")  # collects the notifications sent before its reply
+    return sidecar.notifications[after:]
+
+
 def _notifications(sidecar: Sidecar, method: str) -> list[dict]:
     sidecar.call("ping")  # collects the notifications sent before its reply
     return [n["params"] for n in sidecar.notifications if n.get("method") == method]
@@ -113,7 +130,7 @@ def test_removed_source_ends_the_recording_and_keeps_the_audio(
     )
     path = tmp_path / "lost.wav"
     started = sidecar.call("audio.record.start", {"path": str(path), "device": "pulse:vanishing.monitor"})
-    time.sleep(0.3)
+    _level_arrives(sidecar, started["recording_id"])  # a fresh null sink wakes up slowly
     virtual_mic.play(speech_wav, sink="vanishing").wait()
     virtual_mic.pactl("unload-module", module.strip())
     assert _wait_for(
@@ -131,16 +148,21 @@ def test_dropped_stream_falls_back_to_the_default_device(
 ) -> None:
     started = sidecar.call(
         "audio.record.start",
-        {"path": str(tmp_path / "fallback.wav"), "fallback_to_default": True, "levels": False},
+        {"path": str(tmp_path / "fallback.wav"), "fallback_to_default": True},
     )
-    time.sleep(0.5)
+    seen = _level_arrives(sidecar, started["recording_id"])  # the stream is live before it is dropped
     drop_client_streams(virtual_mic)
     assert _wait_for(
         lambda: any(n["kind"] == "recording_device_switched" for n in _notifications(sidecar, "notification"))
     )
-    time.sleep(0.5)
+    switched = next(
+        i
+        for i, n in enumerate(sidecar.notifications)
+        if i >= seen and n["method"] == "notification" and n["params"]["kind"] == "recording_device_switched"
+    )
+    _level_arrives(sidecar, started["recording_id"], after=switched + 1)  # audio from the default device
     result = sidecar.call("audio.record.stop", {"recording_id": started["recording_id"]})
-    assert result["ended"] == "stopped" and result["duration_s"] > 0.5
+    assert result["ended"] == "stopped" and result["duration_s"] > 0
     virtual_mic.restore()
 
 

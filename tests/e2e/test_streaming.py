@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import random
-import time
-from collections.abc import Iterator
+import signal
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,11 +21,13 @@ from tests.support.streaming import (
     results,
     silence,
     wait_for,
+    wait_for_partial_text,
 )
 from tests.support.virtual_mic import VirtualMic, source_output_specs, stereo_sink
 from tests.support.wer import wer
 
 GAP_S = 1.2
+SENTENCE_WER = {"whisper-tiny.en": 0.5, "whisper-base": 0.3}
 
 
 @pytest.fixture
@@ -42,28 +45,38 @@ def _start(sidecar: Sidecar, **params: object) -> str:
     return str(result["stream_id"])
 
 
+@pytest.mark.real_weights
 def test_partials_come_before_stop_and_finals_follow_the_pauses(
-    tiny: Sidecar, speech_sentences: list[tuple[str, Path]]
+    whisper_tiny_en_dir: Path,
+    model_cache_dir: Path,
+    start_sidecar: Callable[..., Sidecar],
+    speech_sentences: list[tuple[str, Path]],
 ) -> None:
-    stream_id = _start(tiny)
+    """Real words (tiny.en): each sentence shows partial text while it is spoken and no final until its
+    pause; each pause then brings exactly one final holding that sentence's words."""
+    sidecar = start_sidecar(models_dir=model_cache_dir)
+    params = {"model": "whisper-tiny.en", "language": "en"}
+    stream_id = sidecar.call("stream.start", params, timeout_s=60)["stream_id"]
+    sentences = [speech_sentences[i] for i in (0, 1, 3)]  # five words or more each
     rng = random.Random(1)
-    for index, (_, wav) in enumerate(speech_sentences[:3]):
-        results(tiny, push(tiny, stream_id, pcm16(wav), rng))
-        wait_for(tiny, "stream.partial", stream_id, len(of(tiny, "stream.partial", stream_id)) + 1)
-        assert not of(tiny, "stream.final", stream_id) or index > 0
-        results(tiny, push(tiny, stream_id, silence(GAP_S), rng))
-    summary = tiny.call("stream.stop", {"stream_id": stream_id}, timeout_s=60)
-    partials, finals = of(tiny, "stream.partial", stream_id), of(tiny, "stream.final", stream_id)
-    assert partials and all(p["audio_end"] > p["start"] >= 0 for p in partials)
-    assert [f["segment"] for f in finals] == summary["segments"]
-    assert all(f["reason"] == "silence" for f in finals)
-    assert len(finals) <= 3
+    for index, (text, wav) in enumerate(sentences):
+        push_paced(sidecar, stream_id, pcm16(wav), rng)
+        wait_for_partial_text(sidecar, stream_id)
+        assert len(of(sidecar, "stream.final", stream_id)) == index, "a final came before the pause"
+        results(sidecar, push(sidecar, stream_id, silence(GAP_S), rng))
+        wait_for(sidecar, "stream.final", stream_id, index + 1)
+        final = of(sidecar, "stream.final", stream_id)[index]
+        assert final["reason"] == "silence", final
+        assert wer(text, final["segment"]["text"]) <= SENTENCE_WER["whisper-tiny.en"], (text, final)
+    summary = sidecar.call("stream.stop", {"stream_id": stream_id}, timeout_s=60)
+    partials, finals = of(sidecar, "stream.partial", stream_id), of(sidecar, "stream.final", stream_id)
+    assert all(p["audio_end"] > p["start"] >= 0 for p in partials)
+    assert [f["segment"] for f in finals] == summary["segments"] and len(finals) == len(sentences)
     check_stable_never_changes(partials, finals)
     assert summary["duration"] == pytest.approx(
-        sum(len(pcm16(wav)) / 32000 + GAP_S for _, wav in speech_sentences[:3]), abs=0.01
+        sum(len(pcm16(wav)) / 32000 + GAP_S for _, wav in sentences), abs=0.01
     )
-    status = tiny.call("models.status")
-    assert status["active_transcriptions"] == 0
+    assert sidecar.call("models.status")["active_transcriptions"] == 0
 
 
 def test_unknown_stopped_and_cancelled_streams_are_clear_errors(tiny: Sidecar, speech_wav: Path) -> None:
@@ -116,9 +129,6 @@ def test_float32_pushes(tiny: Sidecar, speech_wav: Path) -> None:
     assert summary["duration"] == pytest.approx(len(samples) / 16000 + 1.0, abs=0.01)
 
 
-SENTENCE_WER = {"whisper-tiny.en": 0.5, "whisper-base": 0.3}
-
-
 @pytest.mark.real_weights
 @pytest.mark.parametrize("model", ["whisper-tiny.en", "whisper-base"])
 def test_real_words_stream_live(
@@ -158,31 +168,42 @@ def test_real_words_stream_live(
 def test_an_hour_of_audio_keeps_memory_flat_and_warns_once_when_behind(
     tiny: Sidecar, speech_wav: Path
 ) -> None:
-    """One hour of speech and pauses, pushed as fast as the sidecar takes it (busy → retry)."""
+    """One hour of speech and pauses, pushed as fast as the sidecar takes it (busy → retry).
+
+    The backlog is made, not hoped for: the engine process is paused (SIGSTOP) until a push is refused, so
+    the stream is over 30 s behind on any machine; then each refusal waits for the next final."""
     import base64
 
     stream_id = _start(tiny, max_new_tokens=4)
+    engine_pid = tiny.call("models.status")["pid"]
     block = pcm16(speech_wav) + silence(8.0)
     block_s = len(block) / 32000
     second = 32000
     audio = block * int(3600 / block_s + 1)
     rss_after_10_min = 0
     busy = 0
-    for offset in range(0, 3600 * second, second):
-        params = {"stream_id": stream_id, "audio": base64.b64encode(audio[offset : offset + second]).decode()}
-        while "error" in (reply := tiny.response(tiny.request("stream.push", params))):
-            assert reply["error"]["data"]["kind"] == "busy", reply
-            busy += 1
-            time.sleep(0.05)
-        if offset == 600 * second:
-            rss_after_10_min = tiny.tree_rss_bytes()
+    os.kill(engine_pid, signal.SIGSTOP)
+    try:
+        for offset in range(0, 3600 * second, second):
+            chunk = base64.b64encode(audio[offset : offset + second]).decode()
+            params = {"stream_id": stream_id, "audio": chunk}
+            while "error" in (reply := tiny.response(tiny.request("stream.push", params))):
+                assert reply["error"]["data"]["kind"] == "busy", reply
+                if busy == 0:
+                    os.kill(engine_pid, signal.SIGCONT)
+                busy += 1
+                wait_for(tiny, "stream.final", stream_id, len(of(tiny, "stream.final", stream_id)) + 1)
+            if offset == 600 * second:
+                rss_after_10_min = tiny.tree_rss_bytes()
+    finally:
+        os.kill(engine_pid, signal.SIGCONT)
     summary = tiny.call("stream.stop", {"stream_id": stream_id}, timeout_s=300)
     growth_mb = (tiny.tree_rss_bytes() - rss_after_10_min) / 1e6
     assert growth_mb < 30, growth_mb
     assert summary["duration"] == pytest.approx(3600, abs=0.01)
     assert busy > 0  # the backlog limit was hit and pushes were refused, not queued
     warnings = [n for n in tiny.notifications if n["params"].get("kind") == "stream_behind"]
-    assert len(warnings) == 1
+    assert len(warnings) == 1, warnings  # it was far behind, and the warning comes once per stream
     utterances = 3600 / block_s
     finals = of(tiny, "stream.final", stream_id)
     assert len(finals) == len(summary["segments"]) <= utterances + 1

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -171,26 +172,42 @@ def test_lock_is_per_settings_dir_and_records_the_http_port(
 
 # --- signals and parent death ------------------------------------------------------------------------
 def test_sigterm_during_a_transcription_exits_0_without_temp_files(
-    tmp_path: Path, tiny_whisper_dir: Path, speech_paragraph_wav: Path
+    tmp_path: Path, tiny_whisper_dir: Path, long_audio_factory: Callable[[float], Path]
 ) -> None:
+    """SIGTERM lands while a five-minute file is mid-way (progress seen, no answer yet): exit 0, and the
+    request is never answered with a result."""
     env = _env(tmp_path)
     sidecar = Sidecar(env=env)
     try:
         sidecar.call("models.register", {"id": "tiny", "path": str(tiny_whisper_dir)})
-        request_id = sidecar.request(
-            "transcribe.file", {"path": str(speech_paragraph_wav), "model": "tiny", **FAST}
-        )
-        while not any(n["method"] == "transcription.progress" for n in sidecar.notifications):
-            message = sidecar.next_message()
-            if isinstance(message, dict) and message.get("id") == request_id:
-                break
-            sidecar.notifications.append(message)
+        params = {"path": str(long_audio_factory(5.0)), "model": "tiny", **FAST, "max_new_tokens": 16}
+        request_id = sidecar.request("transcribe.file", params)
+        deadline = time.monotonic() + 120
+        while True:  # until part of the file is transcribed and the rest is still to do
+            message = sidecar.next_message(max(0.0, deadline - time.monotonic()))
+            assert message.get("id") != request_id, f"the transcription ended before the signal: {message}"
+            params = message.get("params") or {}
+            if message.get("method") == "transcription.progress" and params.get("stage") == "transcribing":
+                if 0 < params["progress"] < 1:
+                    break
         sidecar.process.send_signal(signal.SIGTERM)
         assert sidecar.process.wait(30) == 0
+        replies = [m for m in _drain(sidecar) if m.get("id") == request_id]
+        assert all(r.get("error", {}).get("code") == -32800 for r in replies), replies
         assert list(Path(env["TMPDIR"]).iterdir()) == []
         assert list(Path(env["ASRPRO_RUNTIME_DIR"]).iterdir()) == []
     finally:
         sidecar.kill()
+
+
+def _drain(sidecar: Sidecar) -> list[dict[str, Any]]:
+    """Every message left on an exited sidecar's stdout."""
+    messages = []
+    while True:
+        try:
+            messages.append(sidecar.next_message(10))
+        except EOFError:
+            return messages
 
 
 PARENT = """

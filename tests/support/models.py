@@ -103,3 +103,27 @@ def tiny_model_store(tmp_path: Path, tiny_whisper_dir: Path) -> ModelStore:
     store = ModelStore(tmp_path / "models", tmp_path / "config" / "models.json")
     store.register(TINY_MODEL_ID, tiny_whisper_dir)
     return store
+
+
+def auto_whisper_device() -> str:
+    """The device ``auto`` promises faster-whisper on this machine: CUDA when CTranslate2 sees a GPU,
+    else the CPU (it has no Metal backend)."""
+    import ctranslate2
+
+    try:
+        return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    except RuntimeError:
+        return "cpu"
+
+
+def auto_nemo_choice() -> tuple[str, str]:
+    """``(device, compute_type)`` that ``auto`` promises NeMo on this machine: CUDA in bfloat16 (float16
+    where the GPU lacks it) when torch sees a GPU, then MPS in float32, else the CPU in float32."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.device_count() > 0:
+        return "cuda", "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps", "float32"
+    return "cpu", "float32"

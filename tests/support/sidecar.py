@@ -56,8 +56,12 @@ class Sidecar(SidecarClient):
         self._messages: queue.Queue[Any] = queue.Queue()
         self.notifications: list[dict[str, Any]] = []
         self._early: dict[Any, dict[str, Any]] = {}
-        threading.Thread(target=self._pump_stdout, daemon=True).start()
-        threading.Thread(target=self._pump_stderr, daemon=True).start()
+        self._pumps = [
+            threading.Thread(target=self._pump_stdout, daemon=True),
+            threading.Thread(target=self._pump_stderr, daemon=True),
+        ]
+        for pump in self._pumps:
+            pump.start()
 
     def _pump_stdout(self) -> None:
         assert self.process.stdout is not None
@@ -156,6 +160,13 @@ class Sidecar(SidecarClient):
         return self.process.wait(timeout_s)
 
     # --- inspecting ------------------------------------------------------------------------------
+    def wait_for_output_end(self, timeout_s: float = TIMEOUT_S) -> None:
+        """Wait until stdout and stderr are read to their end (the process closed them), so
+        ``raw_lines`` and ``stderr_lines`` are complete; fail if that takes over ``timeout_s``."""
+        for pump in self._pumps:
+            pump.join(timeout_s)
+            assert not pump.is_alive(), "the sidecar's output did not end"
+
     def stderr_text(self) -> str:
         return b"".join(self.stderr_lines).decode("utf-8", "replace")
 

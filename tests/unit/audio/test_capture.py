@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import struct
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -79,9 +78,10 @@ def test_records_a_chosen_sound_server_source(virtual_mic: VirtualMic, speech_wa
     )
     try:
         chunks: list[np.ndarray] = []
-        capture = InputCapture("pulse:second.monitor", 16000, chunks.append)
+        delivering = threading.Event()
+        capture = InputCapture("pulse:second.monitor", 16000, lambda c: (chunks.append(c), delivering.set()))
         capture.start()
-        time.sleep(0.3)  # a fresh null sink wakes up slowly
+        assert delivering.wait(15), "no audio from the new sink's monitor"  # a fresh null sink wakes slowly
         virtual_mic.play(speech_wav, sink="second").wait()
         capture.stop()
         recorded = np.concatenate(chunks)

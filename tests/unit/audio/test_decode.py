@@ -146,12 +146,37 @@ def test_corrupt_file(corrupt_audio: Path) -> None:
     assert unreadable(corrupt_audio).data["reason"] == "corrupt"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+DECODE_AND_REPORT = """
+import sys
+from asrpro_rpc.audio.decode import decode_audio
+from asrpro_rpc.errors import AudioUnreadable
+try:
+    decode_audio(sys.argv[1])
+except AudioUnreadable as exc:
+    print(exc.data["reason"], exc.message)
+"""
+
+
 def test_permission_denied(speech_wav: Path, tmp_path: Path) -> None:
+    """A file its reader may not open. Root (how CI runs) reads any file, so there the decode runs in a
+    child that setpriv has stripped of the capabilities that override file permissions: the kernel then
+    refuses it exactly as it refuses a user (an unprivileged uid could not run this venv's Python)."""
     locked = tmp_path / "locked.wav"
     locked.write_bytes(speech_wav.read_bytes())
     locked.chmod(0)
-    assert unreadable(locked).data["reason"] == "permission_denied"
+    if os.geteuid() != 0:
+        assert unreadable(locked).data["reason"] == "permission_denied"
+        return
+    unprivileged = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps", "-all"]
+    child = subprocess.run(
+        [*unprivileged, sys.executable, "-c", DECODE_AND_REPORT, str(locked)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == 0, child.stderr
+    reason, _, message = child.stdout.strip().partition(" ")
+    assert reason == "permission_denied" and str(locked) in message, child.stdout
 
 
 def test_partly_damaged_file_keeps_what_decodes(

@@ -201,9 +201,28 @@ def test_dropped_connection_resumes_with_range(service: DownloadService, hub: Fa
     assert ranges == [None, "bytes=100000-"]
 
 
-def test_cancel_keeps_the_part_and_the_next_download_resumes(
-    service: DownloadService, store: ModelStore, hub: FakeHub
-) -> None:
+class _WatchedHubClient(HubClient):
+    """The real client, telling the test when a fetch has failed (how an abandoned worker thread ends)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.ended: list[tuple[str, BaseException | None]] = []
+        self.fetch_failed = threading.Event()
+
+    def fetch(self, remote: Any, *args: Any, **kwargs: Any) -> Path:
+        try:
+            path = super().fetch(remote, *args, **kwargs)
+        except BaseException as exc:
+            self.ended.append((remote.name, exc))
+            self.fetch_failed.set()
+            raise
+        self.ended.append((remote.name, None))
+        return path
+
+
+def test_cancel_keeps_the_part_and_the_next_download_resumes(store: ModelStore, hub: FakeHub) -> None:
+    client = _WatchedHubClient(hub.url)
+    service = DownloadService(store, client)
     files = _model_files(b"cancel", size=2_000_000)
     hub.add(SMALL.source, files)
     hub.stall.set()
@@ -220,12 +239,12 @@ def test_cancel_keeps_the_part_and_the_next_download_resumes(
 
     anyio.run(cancel_midway)
     hub.stall.clear()
+    # The cancelled caller was released at once; its worker thread sees the cancel and ends on its own.
+    # Resuming before it has ended would race it for the part file, so wait for that end.
+    assert client.fetch_failed.wait(30), "the abandoned download worker never ended"
+    assert [(name, type(exc)) for name, exc in client.ended][-1] == ("model.bin", errors.RequestCancelled)
     assert not store.is_available(SMALL)
     part = service.staging_dir(SMALL.id) / "model.bin.part"
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not part.exists():
-        time.sleep(0.01)  # the abandoned worker thread winds down on its own
-    time.sleep(0.2)
     kept = part.stat().st_size
     assert 0 < kept < len(files["model.bin"])
     hub.requests.clear()

@@ -24,7 +24,6 @@ from asrpro_rpc.config import file as config_store
 from asrpro_rpc.config.service import ConfigService, announce_changes
 from asrpro_rpc.config.settings import SCHEMA_VERSION, Settings, migrate
 from asrpro_rpc.events import NotificationMessage
-from asrpro_rpc.methods import all_methods
 from asrpro_rpc.methods import config as config_methods
 from asrpro_rpc.protocol.session import Session
 from asrpro_rpc.system import paths
@@ -658,9 +657,6 @@ async def test_config_methods(tmp_path: Path) -> None:
     assert changed[0][0] < positions[2] and positions[3] < changed[1][0] < positions[4]
 
 
-@pytest.mark.skipif(
-    "config.get" not in {m.name for m in all_methods()}, reason="config methods not wired into the server yet"
-)
 def test_external_edit_is_announced_over_stdio(tmp_path: Path) -> None:
     sidecar = Sidecar(env={"ASRPRO_CONFIG_DIR": str(tmp_path)})
     try:
