@@ -1,5 +1,5 @@
 """``python -m asrpro_rpc`` — the same as the ``asrpro`` console script."""
 
-from .cli import main
+from .cli.main import main
 
 raise SystemExit(main())

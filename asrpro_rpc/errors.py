@@ -1,12 +1,15 @@
 """Error taxonomy: typed exceptions that services raise and fronts map to their wire.
 
 Every error has a JSON-RPC ``code`` and a stable machine-readable ``kind`` (sent as ``data.kind``).
-Services raise these; the dispatcher (and the HTTP shim) translate them in one place.
+Services raise these; ``error_for`` maps any exception to one of them, for every front (stdio, HTTP).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar
+
+log = logging.getLogger(__name__)
 
 
 class AsrproError(Exception):
@@ -145,6 +148,13 @@ class AddressInUse(AsrproError):
     kind = "address_in_use"
 
 
+class DiskFull(AsrproError):
+    """Not enough free disk space: ``data.resource`` ("disk"), ``path``, ``needed_bytes``, ``free_bytes``."""
+
+    code = -32017
+    kind = "disk_full"
+
+
 ERROR_TYPES: tuple[type[AsrproError], ...] = (
     ParseError,
     InvalidRequest,
@@ -168,8 +178,23 @@ ERROR_TYPES: tuple[type[AsrproError], ...] = (
     NotFound,
     DownloadFailed,
     AddressInUse,
+    DiskFull,
 )
 """Every wire error, in code order; documented in the README and the OpenRPC document."""
 
 BY_KIND: dict[str, type[AsrproError]] = {t.kind: t for t in ERROR_TYPES}
 """Rebuilds an error from its ``kind`` (used across the engine host pipe)."""
+
+
+def error_for(exc: BaseException) -> AsrproError:
+    """Map any exception to a wire error; unexpected ones are logged with their traceback."""
+    if isinstance(exc, AsrproError):
+        return exc
+    if isinstance(exc, MemoryError):
+        return OutOfMemory("Out of memory. Close other applications or use a smaller model.")
+    if isinstance(exc, FileNotFoundError):
+        return FileNotFound(f"File not found: {exc.filename or exc}")
+    if isinstance(exc, PermissionError):
+        return PermissionDenied(f"Permission denied: {exc.filename or exc}")
+    log.error("unexpected error", exc_info=exc)
+    return InternalError(f"Internal error ({type(exc).__name__}: {exc}); details are in the sidecar log.")

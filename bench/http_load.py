@@ -23,9 +23,9 @@ from pathlib import Path
 import httpx
 import psutil
 
-from asrpro_rpc.client import SidecarClient
-from asrpro_rpc.model_packs import available_packs, install_pack
-from asrpro_rpc.model_store import ModelStore
+from asrpro_rpc.catalog.packs import available_packs
+from asrpro_rpc.catalog.store import ModelStore
+from asrpro_rpc.protocol.client import SidecarClient
 from asrpro_rpc.samples import sample_path
 
 MAX_CLIENTS = 64
@@ -99,7 +99,7 @@ def main() -> None:
     clients = max(1, min(args.clients, MAX_CLIENTS))
     duration_s = max(0.5, min(args.duration_s, MAX_DURATION_S))
     if args.model in available_packs():
-        install_pack(args.model, ModelStore.default())
+        ModelStore.default().install_pack(args.model)
     audio = args.file.read_bytes()
     mib = 2**20
     with tempfile.TemporaryDirectory() as config_dir:

@@ -26,11 +26,11 @@ RATE_HZ = 16000
 _CHILD = r"""
 import json, sys, time
 import numpy as np, wave
-from asrpro_rpc.log import configure_logging
+from asrpro_rpc.system.log import configure_logging
 configure_logging("warning")
 from asrpro_rpc.engines import create_engine
 from asrpro_rpc.engines.base import LoadSpec
-from asrpro_rpc.transcripts import TranscribeOptions
+from asrpro_rpc.transcripts.types import TranscribeOptions
 engine_name, model_path, wav_path, device = sys.argv[1:5]
 with wave.open(wav_path, "rb") as w:
     audio = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768
@@ -104,7 +104,7 @@ def main() -> None:
         if nemo is None or onnx is None:
             nemo, onnx = work / "tiny-parakeet.nemo", work / "tiny-parakeet-onnx"
             subprocess.run(
-                [sys.executable, "-m", "tests.fixtures.make_tiny_parakeet", str(nemo), "--seed", "3",
+                [sys.executable, "-m", "tests.support.make_tiny_parakeet", str(nemo), "--seed", "3",
                  "--onnx", str(onnx)],
                 cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip

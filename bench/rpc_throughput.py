@@ -15,9 +15,9 @@ import time
 
 import anyio
 
-from asrpro_rpc.app import App
-from asrpro_rpc.dispatcher import Session
 from asrpro_rpc.methods import all_methods
+from asrpro_rpc.protocol.session import Session
+from asrpro_rpc.services.container import App
 
 
 def _spawn() -> subprocess.Popen[bytes]:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import psutil
 
-from asrpro_rpc.client import SidecarClient
-from asrpro_rpc.model_packs import available_packs, install_pack
-from asrpro_rpc.model_store import ModelStore
+from asrpro_rpc.catalog.packs import available_packs
+from asrpro_rpc.catalog.store import ModelStore
+from asrpro_rpc.protocol.client import SidecarClient
 from asrpro_rpc.samples import sample_path
 
 OPTIONS = {"beam_size": 5, "vad_filter": True, "word_timestamps": False, "language": None}
@@ -70,7 +70,7 @@ def main() -> None:
     args = parser.parse_args()
     store = ModelStore.default()
     if args.model in available_packs():
-        install_pack(args.model, store)
+        store.install_pack(args.model)
     model_dir = store.resolve_path(store.get(args.model))
     sidecar_s, cold_load_s, idle, loaded, after = through_sidecar(args.model, args.file, args.runs)
     direct_s = direct(model_dir, args.file, args.runs)

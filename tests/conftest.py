@@ -1,4 +1,4 @@
-"""Shared fixtures live in tests/fixtures/; each module there is a pytest plugin."""
+"""Shared fixtures and helpers live in tests/support/ (the fixture modules are pytest plugins)."""
 
 from hypothesis import HealthCheck, settings
 
@@ -7,8 +7,9 @@ settings.register_profile("asrpro", deadline=None, suppress_health_check=[Health
 settings.load_profile("asrpro")
 
 pytest_plugins = [
-    "tests.fixtures.audio",
-    "tests.fixtures.models",
-    "tests.fixtures.parakeet",
-    "tests.fixtures.virtual_mic",
+    "tests.support.audio",
+    "tests.support.models",
+    "tests.support.parakeet",
+    "tests.support.sidecar",
+    "tests.support.virtual_mic",
 ]

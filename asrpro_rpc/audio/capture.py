@@ -20,7 +20,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import AsrproError, DeviceUnavailable
-from . import devices
+from . import inputs as devices
 from .permissions import permission_error
 
 if TYPE_CHECKING:
@@ -131,7 +131,6 @@ class InputCapture:
         self.device: devices.AudioDevice | None = None
         self.overflow_count = 0
         """Blocks the device reported as overflowed (audio lost before it reached us)."""
-        self.frames_delivered = 0
         self.failure: AsrproError | None = None
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._stream: Any = None
@@ -313,7 +312,6 @@ class InputCapture:
     def _emit(self, samples: Samples) -> None:
         if not len(samples):
             return
-        self.frames_delivered += len(samples)
         try:
             self.on_audio(samples)
         except Exception:  # a consumer bug must not stop the capture (and lose the rest)

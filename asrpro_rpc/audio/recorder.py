@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Literal
 import msgspec
 
 from ..errors import AsrproError
-from ..notifications import AudioLevel
 from .capture import InputCapture, Quality
+from .notifications import AudioLevel
 from .wavfile import SampleFormat, WavWriter, repair_wav
 
 if TYPE_CHECKING:

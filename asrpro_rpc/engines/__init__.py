@@ -12,8 +12,8 @@ if TYPE_CHECKING:
 
 ENGINES: dict[str, tuple[str, str, str]] = {
     "whisper": ("asrpro_rpc.engines.whisper", "WhisperEngine", "whisper"),
-    "nemo": ("asrpro_rpc.engines.parakeet", "ParakeetEngine", "nemo"),
-    "onnx": ("asrpro_rpc.engines.onnx", "OnnxEngine", "onnx"),
+    "nemo": ("asrpro_rpc.engines.parakeet.route", "ParakeetEngine", "nemo"),
+    "onnx": ("asrpro_rpc.engines.parakeet.onnx", "OnnxEngine", "onnx"),
 }
 """Engine name -> (module, class, pip extra that provides its dependencies)."""
 

@@ -6,16 +6,19 @@ and the shared ``TranscribeOptions``, and return the shared ``Transcript``.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
-from asrpro_rpc.transcripts import Segment, TranscribeOptions, Transcript
+from asrpro_rpc.transcripts.types import Segment, TranscribeOptions, Transcript
 
 if TYPE_CHECKING:
     import numpy as np
 
+log = logging.getLogger(__name__)
 SegmentSink = Callable[[Segment], None]
 """Receives finished segments while a transcription runs."""
 LoadProgress = Callable[[float, str], None]
@@ -69,3 +72,18 @@ class Engine(Protocol):
         ...
 
     def unload(self) -> None: ...
+
+
+def load_done(
+    spec: LoadSpec, started_s: float, *, device: str, compute_type: str, warnings: list[str]
+) -> LoadInfo:
+    """The end of every engine's ``load``: log the warnings, say what was chosen and how long it took
+    (``started_s`` from ``time.perf_counter``)."""
+    for warning in warnings:
+        log.warning(warning, extra={"model_id": spec.model_id})
+    return LoadInfo(
+        device=device,
+        compute_type=compute_type,
+        load_time_s=time.perf_counter() - started_s,
+        warnings=warnings,
+    )

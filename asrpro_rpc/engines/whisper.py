@@ -6,7 +6,6 @@ faster-whisper fetch one from the hub, so it is checked up front).
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -15,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from asrpro_rpc import errors
-from asrpro_rpc.engines.base import LoadInfo, LoadProgress, LoadSpec, SegmentSink
-from asrpro_rpc.transcripts import Segment, TranscribeOptions, Transcript, Word
+from asrpro_rpc.engines.base import LoadInfo, LoadProgress, LoadSpec, SegmentSink, load_done
+from asrpro_rpc.system.process import default_cpu_threads
+from asrpro_rpc.transcripts.types import Segment, TranscribeOptions, Transcript, Word
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -24,9 +24,8 @@ if TYPE_CHECKING:
     import numpy as np
     from faster_whisper import BatchedInferencePipeline, WhisperModel
 
-    from asrpro_rpc.devices import DeviceReport
+    from asrpro_rpc.system.hardware import DeviceReport
 
-log = logging.getLogger(__name__)
 
 _REQUIRED_FILES = ("model.bin", "config.json", "tokenizer.json")
 _SAFE_CPU_COMPUTE_TYPE = "int8"
@@ -53,7 +52,7 @@ class WhisperEngine:
                 f"faster-whisper is not installed ({exc}); install it: pip install 'asrpro-rpc[whisper]'",
                 engine="whisper",
             ) from exc
-        from asrpro_rpc.devices import choose_compute_type, choose_device, ct2_compute_types
+        from asrpro_rpc.system.hardware import choose_compute_type, choose_device, ct2_compute_types
 
         chosen, warnings = choose_device(
             spec.device, _ct2_device_report(ctranslate2), supported=("cpu", "cuda")
@@ -69,7 +68,7 @@ class WhisperEngine:
                 device=device,
                 device_index=spec.device_index,
                 compute_type=compute_type,
-                cpu_threads=spec.cpu_threads or _default_cpu_threads(),
+                cpu_threads=spec.cpu_threads or default_cpu_threads(),
                 num_workers=max(1, spec.max_concurrency),
                 local_files_only=True,
             )
@@ -89,17 +88,12 @@ class WhisperEngine:
                 f"Could not load model {spec.model_id!r} from {spec.model_path}: {exc}",
                 model_id=spec.model_id,
             ) from exc
-        for warning in warnings:
-            log.warning(warning, extra={"model_id": spec.model_id})
         self._model = model
         self._batched = BatchedInferencePipeline(model)
         self._model_id = spec.model_id
         progress(1.0, "ready")
-        return LoadInfo(
-            device=device,
-            compute_type=model.model.compute_type,
-            load_time_s=time.perf_counter() - started_s,
-            warnings=warnings,
+        return load_done(
+            spec, started_s, device=device, compute_type=model.model.compute_type, warnings=warnings
         )
 
     def transcribe(
@@ -113,7 +107,7 @@ class WhisperEngine:
         if self._model is None or self._batched is None:
             raise errors.InternalError("No model is loaded in this engine.")
         self._check_options(options)
-        from asrpro_rpc.engines.windows import window_bounds
+        from asrpro_rpc.engines.chunking import window_bounds
 
         total_s = max(len(audio) / _SAMPLE_RATE_HZ, 1e-9)
         segments: list[Segment] = []
@@ -196,7 +190,7 @@ def _check_model_dir(spec: LoadSpec) -> None:
 
 def _ct2_device_report(ctranslate2: ModuleType) -> DeviceReport:
     """Just enough of a device report to choose between CPU and CUDA (no nvidia-smi, no torch)."""
-    from asrpro_rpc.devices import DeviceReport
+    from asrpro_rpc.system.hardware import DeviceReport
 
     try:
         return DeviceReport(cuda_device_count=ctranslate2.get_cuda_device_count())
@@ -211,11 +205,6 @@ def _fallback(device: str, compute_type: str, exc: Exception) -> tuple[str, str]
     if device == "cpu" and compute_type != _SAFE_CPU_COMPUTE_TYPE and "compute type" in str(exc):
         return "cpu", _SAFE_CPU_COMPUTE_TYPE
     return None
-
-
-def _default_cpu_threads() -> int:
-    """Every core this process may use: a lone transcription (the common case) runs at full speed."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _transcribe_kwargs(options: TranscribeOptions) -> dict[str, Any]:

@@ -25,10 +25,11 @@ import anyio.abc
 import msgspec
 
 from .. import errors
+from ..events import NotificationMessage
 from .state import ShimOptions, ShimState, is_loopback
 
 if TYPE_CHECKING:
-    from ..app import App
+    from ..services.container import App
 
 log = logging.getLogger(__name__)
 _PORT_SEARCH = 100
@@ -98,7 +99,8 @@ class HttpController:
                     except errors.AsrproError as exc:
                         log.error("the HTTP shim did not start", extra={"error": exc.message})
                         self.services.notify(
-                            "notification", {"level": "error", "message": exc.message, "kind": exc.kind}
+                            "notification",
+                            NotificationMessage(level="error", message=exc.message, kind=exc.kind),
                         )
                 self._launched.set()
                 await anyio.sleep_forever()
@@ -240,7 +242,7 @@ def _import_server() -> tuple[Any, Any]:
     try:
         import uvicorn
 
-        from .app import create_app
+        from .asgi import create_app
     except ImportError as exc:
         raise errors.EngineUnavailable(
             f"The HTTP server needs the `http` extra ({exc.name} is missing): "

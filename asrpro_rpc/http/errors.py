@@ -16,7 +16,6 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import errors
-from ..dispatcher import error_for
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +53,7 @@ BY_KIND: dict[str, Mapping] = {
     "device_unavailable": Mapping(503, SERVER_ERROR, retry=False),
     "out_of_memory": Mapping(503, SERVER_ERROR, retry=False),
     "shutting_down": Mapping(503, SERVER_ERROR, retry=False),
+    "disk_full": Mapping(507, SERVER_ERROR, retry=False),
 }
 """Every error kind a service can raise → HTTP. Unknown kinds answer 500 (tests check the table is whole)."""
 
@@ -90,7 +90,7 @@ def http_error_of(exc: BaseException) -> HttpError:
     """Any exception as an :class:`HttpError` (service errors through ``BY_KIND``)."""
     if isinstance(exc, HttpError):
         return exc
-    error = error_for(exc)
+    error = errors.error_for(exc)
     mapping = BY_KIND.get(error.kind, _FALLBACK)
     headers = {} if mapping.retry is None else {"x-should-retry": "true" if mapping.retry else "false"}
     if mapping.retry:

@@ -17,6 +17,7 @@ import anyio
 import msgspec
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from .disconnect import cancel_on_disconnect
 from .state import ShimState
 
 log = logging.getLogger(__name__)
@@ -57,13 +58,8 @@ async def events(websocket: WebSocket) -> None:
     try:
         await websocket.send_json({"type": "connected"})
         async with anyio.create_task_group() as task_group:
-
-            async def watch_close() -> None:
-                while (await websocket.receive())["type"] != "websocket.disconnect":
-                    pass  # clients don't speak; this notices them leave
-                task_group.cancel_scope.cancel()
-
-            task_group.start_soon(watch_close)
+            # clients don't speak; this notices them leave
+            task_group.start_soon(cancel_on_disconnect, websocket.receive, task_group.cancel_scope)
             while True:
                 event = await queue.get()
                 try:

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import msgspec
 
 from ..services.transcription import TranscribeFileParams
-from ..transcripts import Granularity, ResponseFormat, Task
+from ..transcripts.types import Granularity, ResponseFormat, Task
 from .errors import HttpError
 from .uploads import FILE_FIELD, UploadedForm
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import anyio
 import msgspec
@@ -20,10 +20,11 @@ from starlette.responses import Response
 
 from .. import errors
 from ..engines.base import SegmentSink
-from ..formats import render
-from ..rpc import ProgressReporter
+from ..events import ProgressReporter, TranscriptionProgress
 from ..services.transcription import TranscriptionResult
-from ..transcripts import ResponseFormat, Task, Transcript
+from ..transcripts.formats import render
+from ..transcripts.types import ResponseFormat, Task, Transcript
+from .disconnect import cancel_on_disconnect
 from .forms import SRT_FIELDS, TRANSCRIBE_FIELDS, TRANSLATE_FIELDS, TranscriptionForm, form_schema, parse_form
 from .schemas import AUDIO_RESPONSES, SRT_RESPONSES
 from .sse import Progress, TranscriptionEventStream
@@ -85,12 +86,14 @@ async def _transcribe(
     request_id = f"http-{uuid.uuid4().hex[:12]}"
 
     async def run(on_fraction: Progress | None = None, on_segment: SegmentSink | None = None) -> Transcript:
-        def emit(payload: dict[str, Any]) -> None:
+        def emit(payload: TranscriptionProgress) -> None:
             services.notify("transcription.progress", payload)
             if on_fraction is not None:
-                on_fraction(payload["progress"])
+                on_fraction(payload.progress)
 
-        reporter = ProgressReporter(emit, {"request_id": request_id, "file_id": params.file_id})
+        reporter = ProgressReporter(
+            emit, TranscriptionProgress, {"request_id": request_id, "file_id": params.file_id}
+        )
         result = await services.transcription.transcribe_file(params, reporter, on_segment)
         return _transcript(result)
 
@@ -128,13 +131,7 @@ async def _cancel_on_disconnect(request: Request, run: Callable[[], Awaitable[T]
     outcome: list[T] = []
     failure: list[Exception] = []
     async with anyio.create_task_group() as task_group:
-
-        async def watch() -> None:
-            while (await request.receive())["type"] != "http.disconnect":
-                pass
-            task_group.cancel_scope.cancel()
-
-        task_group.start_soon(watch)
+        task_group.start_soon(cancel_on_disconnect, request.receive, task_group.cancel_scope)
         try:
             outcome.append(await run())
         except Exception as exc:  # re-raised below, outside the task group (not as an ExceptionGroup)

@@ -10,8 +10,8 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from .. import __version__
-from ..registry import ALIASES
-from ..rpc import ProgressReporter
+from ..catalog.specs import ALIASES
+from ..events import ModelProgress, ProgressReporter
 from ..services.models import ModelInfo
 from .errors import HttpError
 from .schemas import (
@@ -118,7 +118,7 @@ async def select_model(request: Request) -> Response:
     services = state.services
     spec = services.models.resolve(body.model_id)
     report = ProgressReporter(
-        lambda payload: services.notify("model.progress", payload), {"model_id": spec.id}
+        lambda payload: services.notify("model.progress", payload), ModelProgress, {"model_id": spec.id}
     )
     info = await services.select_model(
         spec.id, load=body.load, progress=lambda fraction, message: report(fraction, message=message)

@@ -20,7 +20,8 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ..engines.base import SegmentSink
-from ..transcripts import Segment, Transcript
+from ..transcripts.types import Segment, Transcript
+from .disconnect import cancel_on_disconnect
 from .errors import error_body, http_error_of
 
 KEEPALIVE_S = 1.0
@@ -86,11 +87,6 @@ class TranscriptionEventStream(Response):
             finally:
                 finished.set()
 
-        async def watch_disconnect() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            task_group.cancel_scope.cancel()
-
         async def body(data: bytes, more: bool = True) -> None:
             try:
                 await send({"type": "http.response.body", "body": data, "more_body": more})
@@ -99,7 +95,7 @@ class TranscriptionEventStream(Response):
                 await anyio.lowlevel.checkpoint()
 
         async with anyio.create_task_group() as task_group:
-            task_group.start_soon(watch_disconnect)
+            task_group.start_soon(cancel_on_disconnect, receive, task_group.cancel_scope)
             task_group.start_soon(work)
             await body(b": transcribing\n\n")
             quiet_s = 0.0

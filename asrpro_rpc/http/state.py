@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
-import time
 from typing import TYPE_CHECKING
 
 import anyio
 import msgspec
 
-from ..settings import ServerSettings
+from ..config.settings import ServerSettings
 
 if TYPE_CHECKING:
-    from ..app import App
+    from ..services.container import App
 
 
 class ShimOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -22,8 +21,6 @@ class ShimOptions(msgspec.Struct, frozen=True, kw_only=True):
     port: int
     cors_origins: tuple[str, ...] = ()
     """Browser origins allowed to call the shim; empty: any request with an ``Origin`` header is refused."""
-    grace_s: float = 10.0
-    """On stop, in-flight requests get this long to finish."""
 
     @property
     def loopback(self) -> bool:
@@ -45,7 +42,6 @@ class ShimState:
     def __init__(self, services: App, options: ShimOptions) -> None:
         self.services = services
         self.options = options
-        self.started_monotonic_s = time.monotonic()
         self.draining = False
         """Stop was asked: new requests get 503 while the in-flight ones finish."""
         self.in_flight = 0

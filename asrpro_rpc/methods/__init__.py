@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..rpc import RpcMethod
+from .base import RpcMethod
 
 
 def all_methods() -> list[RpcMethod]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import anyio
 import msgspec
 
-from ..audio.devices import AudioDevice
+from ..audio.inputs import AudioDevice
 from ..audio.permissions import MicrophonePermission
 from ..audio.recorder import RecordingResult
-from ..rpc import RequestContext, rpc_method
 from ..services.audio import RecordStartParams, RecordStartResult, RecordStopParams
+from .base import RequestContext, rpc_method
 
 
 class DevicesParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

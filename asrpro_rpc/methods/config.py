@@ -1,21 +1,18 @@
 """Config methods: config.get, config.set, config.reset, config.path (thin fronts over ConfigService).
 
-``config.changed`` is sent by one ConfigService subscriber (``announce_changes``) for every change, made
-here, through the HTTP shim or by another program editing the file, so no change is announced twice.
+``config.changed`` is sent by one ConfigService subscriber (``config.service.announce_changes``, wired by
+the services container) for every change, made here, through the HTTP shim or by another program editing
+the file, so no change is announced twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from ..notifications import ConfigChanged
-from ..rpc import RequestContext, rpc_method
-from ..services.config import ChangeCallback
-from ..settings import (
+from ..config.settings import (
     AudioSettings,
     Category,
     DeviceSettings,
@@ -25,6 +22,7 @@ from ..settings import (
     Settings,
     UiSettings,
 )
+from .base import RequestContext, rpc_method
 
 
 class ConfigGetParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -95,15 +93,6 @@ async def config_reset(ctx: RequestContext, params: ConfigResetParams) -> Settin
 async def config_path(ctx: RequestContext) -> ConfigPathResult:
     path = ctx.app.config.path
     return ConfigPathResult(path=str(path), directory=str(path.parent))
-
-
-def announce_changes(notify: Callable[[str, Any], None]) -> ChangeCallback:
-    """A ConfigService subscriber sending ``config.changed`` through ``notify`` (e.g. ``session.notify``)."""
-
-    def announce(changed_keys: list[str], settings: Settings) -> None:
-        notify("config.changed", ConfigChanged(keys=changed_keys))
-
-    return announce
 
 
 METHODS = [config_get, config_set, config_reset, config_path]

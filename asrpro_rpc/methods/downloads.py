@@ -5,9 +5,10 @@ from __future__ import annotations
 import anyio
 import msgspec
 
-from ..rpc import RequestContext, rpc_method
+from ..events import ModelProgress
 from ..services.downloads import DeleteResult, UpdateInfo
 from ..services.models import ModelInfo
+from .base import RequestContext, rpc_method
 
 
 class DownloadParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -30,13 +31,13 @@ class DeleteParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 @rpc_method(
     "models.download",
     summary="Download a model from its hub repo (or $ASRPRO_HUB_URL) with model.progress; resumable.",
-    errors=("model_not_found", "download_failed", "out_of_memory", "invalid_params", "cancelled"),
+    errors=("model_not_found", "download_failed", "disk_full", "invalid_params", "cancelled"),
 )
 async def download(ctx: RequestContext, params: DownloadParams) -> ModelInfo:
     app = ctx.app
     spec = app.models.resolve(params.model)
     await anyio.to_thread.run_sync(app.system.check_disk_for_download, spec)
-    report = ctx.progress("model.progress", model_id=spec.id)
+    report = ctx.progress("model.progress", ModelProgress, model_id=spec.id)
     await app.downloads.download(spec, report, update=params.update)
     return app.models.info(spec)
 

@@ -6,8 +6,15 @@ from typing import Annotated
 
 import msgspec
 
-from ..http.controller import STOP_GRACE_S, HttpStartRequest, HttpStatus
-from ..rpc import RequestContext, rpc_method
+from .. import errors
+from ..http.controller import STOP_GRACE_S, HttpController, HttpStartRequest, HttpStatus
+from .base import RequestContext, rpc_method
+
+
+def _shim(ctx: RequestContext) -> HttpController:
+    if ctx.http is None:
+        raise errors.InternalError("This session runs without the HTTP shim controller.")
+    return ctx.http
 
 
 class HttpStopParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -21,20 +28,20 @@ class HttpStopParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     errors=("address_in_use", "invalid_params", "busy", "engine_unavailable"),
 )
 async def http_start(ctx: RequestContext, params: HttpStartRequest) -> HttpStatus:
-    await ctx.app.http.launched()
-    return await ctx.app.http.start(params)
+    await _shim(ctx).launched()
+    return await _shim(ctx).start(params)
 
 
 @rpc_method("http.stop", summary="Stop the HTTP server gracefully (in-flight requests finish, bounded).")
 async def http_stop(ctx: RequestContext, params: HttpStopParams) -> HttpStatus:
-    await ctx.app.http.launched()
-    return await ctx.app.http.stop(params.grace_s)
+    await _shim(ctx).launched()
+    return await _shim(ctx).stop(params.grace_s)
 
 
 @rpc_method("http.status", summary="Whether the HTTP server runs, its URL, and request counts.")
 async def http_status(ctx: RequestContext) -> HttpStatus:
-    await ctx.app.http.launched()
-    return ctx.app.http.status()
+    await _shim(ctx).launched()
+    return _shim(ctx).status()
 
 
 METHODS = [http_start, http_stop, http_status]

@@ -11,11 +11,13 @@ import anyio
 import msgspec
 
 from .. import PROTOCOL_VERSION, __version__
-from ..capabilities import Capabilities, probe_capabilities
-from ..dispatcher import SHUTDOWN_GRACE_S
-from ..rpc import RequestContext, rpc_method
+from ..system.capabilities import Capabilities, probe_capabilities
+from .base import RequestContext, rpc_method
 
 log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_S = 30.0
+"""How long ``shutdown`` lets requests already received finish, unless ``grace_s`` says otherwise."""
 
 
 class ClientInfo(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -95,7 +97,7 @@ async def exit_(ctx: RequestContext) -> None:
 
 @rpc_method("rpc.discover", summary="The OpenRPC document describing every method, error and notification.")
 async def discover(ctx: RequestContext) -> dict[str, Any]:
-    from ..openrpc import build_document
+    from .openrpc import build_document
 
     return build_document(list(ctx.session.methods.values()))
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import anyio
 import msgspec
 
-from ..model_packs import PACKS, install_pack
-from ..rpc import RequestContext, rpc_method
+from ..catalog.packs import PACKS
+from ..events import ModelProgress
 from ..services.models import EngineStatus, ModelInfo
+from .base import RequestContext, rpc_method
 
 _MODEL_ERRORS = ("model_not_found", "model_not_downloaded", "model_load_failed", "out_of_memory")
 
@@ -63,11 +64,11 @@ async def get_model(ctx: RequestContext, params: ModelRef) -> ModelInfo:
 @rpc_method(
     "models.load",
     summary="Load a model (switching from the resident one); reports model.progress.",
-    errors=_MODEL_ERRORS,
+    errors=(*_MODEL_ERRORS, "disk_full"),
 )
 async def load_model(ctx: RequestContext, params: ModelRef) -> ModelInfo:
     spec = ctx.app.models.resolve(params.model)
-    report = ctx.progress("model.progress", model_id=spec.id)
+    report = ctx.progress("model.progress", ModelProgress, model_id=spec.id)
     return await ctx.app.models.load(spec.id, lambda fraction, message: report(fraction, message=message))
 
 
@@ -84,7 +85,7 @@ async def unload_model(ctx: RequestContext) -> UnloadResult:
 )
 async def select_model(ctx: RequestContext, params: SelectParams) -> ModelInfo:
     spec = ctx.app.models.resolve(params.model)
-    report = ctx.progress("model.progress", model_id=spec.id)
+    report = ctx.progress("model.progress", ModelProgress, model_id=spec.id)
     return await ctx.app.select_model(
         spec.id, load=params.load, progress=lambda fraction, message: report(fraction, message=message)
     )
@@ -119,7 +120,7 @@ async def unregister_model(ctx: RequestContext, params: UnregisterParams) -> Mod
 @rpc_method(
     "models.import",
     summary="Copy a model directory, or an installed offline weight pack, into the cache (SHA-256 checked).",
-    errors=("invalid_params", "file_not_found", "model_not_downloaded"),
+    errors=("invalid_params", "file_not_found", "model_not_downloaded", "disk_full"),
     state_changing=True,
 )
 async def import_model(ctx: RequestContext, params: ImportParams) -> ModelInfo:
@@ -131,7 +132,7 @@ async def import_model(ctx: RequestContext, params: ImportParams) -> ModelInfo:
         )
     store = ctx.app.store
     if params.pack is not None:
-        await anyio.to_thread.run_sync(install_pack, params.pack, store)
+        await anyio.to_thread.run_sync(store.install_pack, params.pack)
         spec = store.get(params.pack)
     else:
         spec = await anyio.to_thread.run_sync(store.import_dir, params.path, params.model)

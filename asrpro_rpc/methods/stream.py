@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ..rpc import RequestContext, rpc_method
 from ..services.streaming import (
     StreamCancelResult,
     StreamIdParams,
@@ -12,6 +11,7 @@ from ..services.streaming import (
     StreamStartResult,
 )
 from ..streaming.session import StreamSummary
+from .base import RequestContext, rpc_method
 
 _MODEL_ERRORS = ("model_not_found", "model_not_downloaded", "model_load_failed", "engine_crashed")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import anyio
 
-from ..devices import DeviceReport, probe_devices
-from ..rpc import RequestContext, rpc_method
 from ..services.system import HealthResult, ResourcesResult
+from ..system.hardware import DeviceReport, probe_devices
+from .base import RequestContext, rpc_method
 
 
 @rpc_method("system.devices", summary="CPU features, CUDA GPUs, Apple MPS and ONNX Runtime providers.")

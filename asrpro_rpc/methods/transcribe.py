@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ..notifications import TranscriptionSegment
-from ..rpc import RequestContext, rpc_method
+from ..events import TranscriptionProgress, TranscriptionSegment
 from ..services.transcription import TranscribeFileParams, TranscriptionResult
-from ..transcripts import Segment
+from ..transcripts.types import Segment
+from .base import RequestContext, rpc_method
 
 
 @rpc_method(
@@ -23,7 +23,7 @@ from ..transcripts import Segment
 )
 async def transcribe_file(ctx: RequestContext, params: TranscribeFileParams) -> TranscriptionResult:
     file_id = params.file_id or params.path
-    progress = ctx.progress("transcription.progress", file_id=file_id)
+    progress = ctx.progress("transcription.progress", TranscriptionProgress, file_id=file_id)
 
     def send_segment(segment: Segment) -> None:
         ctx.notify("transcription.segment", TranscriptionSegment(ctx.id, segment, file_id))

@@ -13,24 +13,23 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 import platformdirs
 
-from ..audio import devices as audio_devices
-from ..audio.devices import AudioDevice
+from ..audio import inputs as audio_devices
+from ..audio.inputs import AudioDevice
+from ..audio.notifications import AudioDevicesChanged
 from ..audio.permissions import MicrophonePermission, PermissionProbe, check_permission
 from ..audio.recorder import Recording, RecordingResult, recover_interrupted
 from ..audio.wavfile import SampleFormat
+from ..config.settings import AudioSettings
 from ..errors import DeviceUnavailable, InvalidParams, NotFound
-from ..notifications import AudioDevicesChanged, NotificationMessage
-from ..paths import APP_NAME
-from ..settings import AudioSettings
+from ..events import NotificationMessage, Notify
+from ..system.paths import APP_NAME
 
 log = logging.getLogger(__name__)
-
-Notify = Callable[[str, Any], None]
 
 
 def recordings_dir() -> Path:

@@ -24,12 +24,12 @@ import anyio
 import msgspec
 
 from .. import errors
-from ..model_store import ModelStore
-from ..registry import ModelSpec
+from ..catalog.specs import ModelSpec
+from ..catalog.store import ModelStore
 from .models import LoadProgress, run_blocking
 
 if TYPE_CHECKING:
-    from ..downloads import HubClient, RemoteFile  # imported when first used: urllib/ssl cost ~20 ms
+    from ..catalog.hub import HubClient, RemoteFile
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class DownloadService:
     def client(self) -> HubClient:
         """The hub client, created on first use (keeps the network stack out of start-up)."""
         if self._client is None:
-            from ..downloads import HubClient
+            from ..catalog.hub import HubClient
 
             self._client = HubClient()
         return self._client
@@ -178,7 +178,7 @@ class DownloadService:
         remotes = [_with_pinned_digest(r, spec) for r in remotes]
         staging = self.staging_dir(spec.id)
         total_bytes = sum(r.size_bytes or 0 for r in remotes)
-        _check_disk(self.store.models_dir, total_bytes)
+        self.store.ensure_room(2 * total_bytes)  # the staged files, then their installed copy
         meter = _Meter(total_bytes, progress)
         for remote in remotes:
             meter.file = remote.name
@@ -253,22 +253,6 @@ class _Meter:
 
 def _mb(count: float) -> str:
     return f"{count / 1e6:,.1f} MB"
-
-
-def _check_disk(models_dir: Path, download_bytes: int) -> None:
-    """Staged files plus their installed copy must fit, with a margin."""
-    models_dir.mkdir(parents=True, exist_ok=True)
-    needed_bytes = 2 * download_bytes + (64 << 20)
-    free_bytes = shutil.disk_usage(models_dir).free
-    if free_bytes < needed_bytes:
-        raise errors.OutOfMemory(
-            f"Not enough disk space in {models_dir} to download this model: {_mb(needed_bytes)} needed "
-            f"(download and install), {_mb(free_bytes)} free. Free some space or set another model cache "
-            "directory.",
-            resource="disk",
-            needed_bytes=needed_bytes,
-            free_bytes=free_bytes,
-        )
 
 
 def _tree_bytes(path: Path) -> int:

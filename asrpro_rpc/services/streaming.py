@@ -24,17 +24,17 @@ import anyio.abc
 import msgspec
 
 from .. import errors
-from ..notifications import NotificationMessage, StreamFinal, StreamPartial
-from ..settings import AudioSettings
+from ..audio.pcm import Encoding, samples_from_bytes
+from ..config.settings import AudioSettings
+from ..events import NotificationMessage, Notify, StreamFinal, StreamPartial
 from ..streaming.processor import EndReason, StreamProcessor, StreamTuning, Utterance
-from ..streaming.session import Encoding, LiveStream, StreamSummary, samples_from_bytes
+from ..streaming.session import LiveStream, StreamSummary
 from ..streaming.vad import SAMPLE_RATE_HZ, GateTuning, SileroVad
-from ..transcripts import Segment, TranscribeOptions, Word
+from ..transcripts.types import Segment, TranscribeOptions, Word
 from .audio import input_device_error
 from .models import ModelManager, run_blocking
 
 log = logging.getLogger(__name__)
-Notify = Callable[[str, Any], None]
 _MICROPHONE_POLL_S = 0.05
 
 

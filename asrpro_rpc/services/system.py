@@ -1,7 +1,6 @@
 """System service: health, resource usage, and low-memory / low-disk warnings before a model load.
 
-GPU memory comes from torch only when torch is already imported in this process (importing it costs
-~230 MB), else from ``nvidia-smi`` when it is on the PATH; the probe is an injected seam for tests.
+GPU memory comes from ``system.hardware.probe_gpu_memory``, an injected seam for tests.
 """
 
 from __future__ import annotations
@@ -9,23 +8,24 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
 import psutil
 
 from .. import __version__
-from ..registry import ModelSpec
+from ..catalog.specs import ModelSpec
+from ..events import NotificationMessage, Notify
+from ..system import files
+from ..system.hardware import GpuMemory, probe_gpu_memory
 from .models import EngineStatus
 
 log = logging.getLogger(__name__)
-Notify = Callable[[str, Any], None]
 
 _LOAD_HEADROOM_BYTES = 256 << 20
 _NEMO_IMPORT_BYTES = 900 << 20
@@ -68,14 +68,6 @@ class MemoryUsage(msgspec.Struct, frozen=True, kw_only=True):
     used_percent: float
 
 
-class GpuMemory(msgspec.Struct, frozen=True, kw_only=True):
-    index: int
-    name: str
-    total_bytes: int
-    free_bytes: int
-    used_bytes: int
-
-
 class DiskUsage(msgspec.Struct, frozen=True, kw_only=True):
     path: str
     """The model cache directory (or the nearest existing parent)."""
@@ -93,56 +85,6 @@ class ResourcesResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 GpuProbe = Callable[[], list[GpuMemory]]
-
-
-def probe_gpu_memory() -> list[GpuMemory]:
-    """Per-GPU memory: torch if already imported, else ``nvidia-smi``, else none."""
-    torch: Any = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        gpus = []
-        for index in range(torch.cuda.device_count()):
-            free, total = torch.cuda.mem_get_info(index)
-            name = torch.cuda.get_device_name(index)
-            gpus.append(
-                GpuMemory(index=index, name=name, total_bytes=total, free_bytes=free, used_bytes=total - free)
-            )
-        return gpus
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        return []
-    query = "--query-gpu=index,name,memory.total,memory.free,memory.used"
-    try:
-        out = subprocess.run(
-            [smi, query, "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError) as exc:
-        log.debug("nvidia-smi failed", extra={"error": str(exc)})
-        return []
-    return parse_nvidia_smi(out)
-
-
-def parse_nvidia_smi(text: str) -> list[GpuMemory]:
-    """Rows of ``index, name, total MiB, free MiB, used MiB``."""
-    gpus = []
-    for line in text.strip().splitlines():
-        cells = [c.strip() for c in line.split(",")]
-        if len(cells) != 5 or not all(c.isdigit() for c in (cells[0], *cells[2:])):
-            continue
-        index, name, total, free, used = cells
-        gpus.append(
-            GpuMemory(
-                index=int(index),
-                name=name,
-                total_bytes=int(total) << 20,
-                free_bytes=int(free) << 20,
-                used_bytes=int(used) << 20,
-            )
-        )
-    return gpus
 
 
 class SystemService:
@@ -175,13 +117,10 @@ class SystemService:
         with self._lock:
             self._last_error = LastError(kind=kind, message=message, at_s=time.time())
 
-    def observe(self, method: str, params: Any) -> None:
+    def observe(self, method: str, params: msgspec.Struct) -> None:
         """A notification listener: error-level notifications become the last error."""
-        if method != "notification":
-            return
-        fields = params if isinstance(params, dict) else msgspec.structs.asdict(params)
-        if fields.get("level") == "error":
-            self.record_error(fields.get("kind") or "error", str(fields.get("message", "")))
+        if isinstance(params, NotificationMessage) and params.level == "error":
+            self.record_error(params.kind or "error", params.message)
 
     # --- queries -------------------------------------------------------------------------------------
     def health(self) -> HealthResult:
@@ -198,7 +137,7 @@ class SystemService:
 
     def resources(self) -> ResourcesResult:
         """A snapshot (blocking: run it in a worker thread; nvidia-smi may take ~100 ms)."""
-        disk_path = _existing(self.models_dir)
+        disk_path = files.nearest_existing(self.models_dir)
         disk = shutil.disk_usage(disk_path)
         engine_pid = self._engine_status().pid
         return ResourcesResult(
@@ -231,18 +170,18 @@ class SystemService:
             "smaller model."
         )
         log.warning("low memory before load", extra={"model_id": spec.id, "needed": needed, "free": free})
-        self._notify("notification", {"level": "warning", "message": message, "kind": "low_memory"})
+        self._notify("notification", NotificationMessage(level="warning", message=message, kind="low_memory"))
 
     def check_disk_for_download(self, spec: ModelSpec) -> None:
         """Warn (kind ``low_disk``) when a download would leave less than 1 GB free in the model cache."""
-        free = shutil.disk_usage(_existing(self.models_dir)).free
+        free = files.free_space(self.models_dir)
         if free - 2 * spec.size_bytes >= LOW_DISK_BYTES:
             return
         message = (
             f"Downloading {spec.display_name} ({spec.size_bytes / 1e9:.1f} GB) leaves little disk space in "
             f"{self.models_dir} ({free / 1e9:.1f} GB free now). Delete unused models (models.delete)."
         )
-        self._notify("notification", {"level": "warning", "message": message, "kind": "low_disk"})
+        self._notify("notification", NotificationMessage(level="warning", message=message, kind="low_disk"))
 
     # --- internals -----------------------------------------------------------------------------------
     def _pressure_warnings(self) -> list[str]:
@@ -250,7 +189,7 @@ class SystemService:
         memory = self._memory_probe()
         if memory.available_bytes < _LOAD_HEADROOM_BYTES * 2:
             warnings.append(f"Low memory: {memory.available_bytes / 1e6:,.0f} MB available.")
-        free = shutil.disk_usage(_existing(self.models_dir)).free
+        free = files.free_space(self.models_dir)
         if free < LOW_DISK_BYTES:
             warnings.append(f"Low disk space in the model cache: {free / 1e6:,.0f} MB free.")
         return warnings
@@ -291,9 +230,3 @@ def _system_memory() -> MemoryUsage:
     return MemoryUsage(
         total_bytes=memory.total, available_bytes=memory.available, used_percent=memory.percent
     )
-
-
-def _existing(path: Path) -> Path:
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path

@@ -5,18 +5,24 @@ from __future__ import annotations
 import itertools
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
 from .. import errors
 from ..engines.base import SegmentSink
-from ..formats import render
-from ..postprocess import postprocess
-from ..transcripts import Granularity, ResponseFormat, Segment, Task, TranscribeOptions, Transcript, Word
+from ..transcripts.cleanup import postprocess
+from ..transcripts.formats import render
+from ..transcripts.types import (
+    Granularity,
+    ResponseFormat,
+    Segment,
+    Task,
+    TranscribeOptions,
+    Transcript,
+    Word,
+)
 from .models import ModelManager
-
-Stage = Literal["loading_model", "decoding", "transcribing", "done"]
 
 
 class TranscribeFileParams(TranscribeOptions, kw_only=True, frozen=True, forbid_unknown_fields=True):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from asrpro_rpc.transcripts import Word
+from asrpro_rpc.transcripts.types import Word
 
 _OVERLAP_TOLERANCE_S = 0.1
 """A re-decoded word starting this long before the last stable word's end still counts as new."""

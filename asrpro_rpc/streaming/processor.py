@@ -17,7 +17,7 @@ import msgspec
 from asrpro_rpc.streaming.agreement import LocalAgreement
 from asrpro_rpc.streaming.buffer import AudioWindow
 from asrpro_rpc.streaming.vad import SAMPLE_RATE_HZ, GateTuning, SpeechGate
-from asrpro_rpc.transcripts import Segment, Word
+from asrpro_rpc.transcripts.types import Segment, Word
 
 if TYPE_CHECKING:
     import numpy as np

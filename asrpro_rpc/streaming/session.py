@@ -5,13 +5,14 @@ microphone pushes from its own thread), the decode options, and what has been fi
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import anyio
 import msgspec
 
+from asrpro_rpc.audio.pcm import Encoding
 from asrpro_rpc.streaming.vad import SAMPLE_RATE_HZ
-from asrpro_rpc.transcripts import Segment, TranscribeOptions
+from asrpro_rpc.transcripts.types import Segment, TranscribeOptions
 
 if TYPE_CHECKING:
     import numpy as np
@@ -19,22 +20,8 @@ if TYPE_CHECKING:
     from asrpro_rpc.audio.capture import InputCapture
     from asrpro_rpc.streaming.processor import StreamProcessor
 
-Encoding = Literal["pcm16", "f32"]
 _PROMPT_CHARS = 200
 """Finalized text handed to each decode as its prompt (whisper_streaming uses the same amount)."""
-
-
-def samples_from_bytes(data: bytes, encoding: Encoding) -> np.ndarray:
-    """Little-endian PCM16 or float32 bytes as float32 samples in [-1, 1]."""
-    import numpy as np
-
-    if encoding == "f32":
-        if len(data) % 4:
-            raise ValueError("float32 audio must be a whole number of 4-byte samples")
-        return np.frombuffer(data, dtype="<f4").astype(np.float32)
-    if len(data) % 2:
-        raise ValueError("PCM16 audio must be a whole number of 2-byte samples")
-    return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
 
 
 class LiveStream:

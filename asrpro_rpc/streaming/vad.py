@@ -92,7 +92,6 @@ class SpeechGate:
         self._position = 0
         """Stream sample where the next window starts."""
         self.in_speech = False
-        self._speech_start = 0
         self._speech_end = 0
         self._speech_windows = 0
         self._quiet_windows = 0
@@ -103,7 +102,7 @@ class SpeechGate:
             start, self._position = self._position, self._position + self._window
             if not self.in_speech:
                 if probability >= self.tuning.threshold:
-                    self.in_speech, self._speech_start, self._speech_end = True, start, self._position
+                    self.in_speech, self._speech_end = True, self._position
                     self._speech_windows, self._quiet_windows = 1, 0
                     events.append(GateEvent("start", start))
                 continue

@@ -1,0 +1,1 @@
+"""The ``asrpro`` command line: serve, call, transcribe, models, devices, record, schema."""

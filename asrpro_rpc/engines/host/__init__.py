@@ -1,0 +1,1 @@
+"""The engine child process: frames (the pipe wire), client (sidecar side), main (child side)."""

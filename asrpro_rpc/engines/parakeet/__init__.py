@@ -1,0 +1,1 @@
+"""NVIDIA Parakeet TDT: the NeMo and ONNX routes, what they share, and the ONNX export."""

@@ -1,0 +1,140 @@
+"""The services container: every long-lived service of one sidecar, shared by the RPC methods and the HTTP
+shim (which the composition root, ``protocol.server``, builds beside it)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+
+import anyio
+import msgspec
+
+from ..catalog.store import ModelStore
+from ..config.service import ConfigService, announce_changes, default_legacy_dirs
+from ..config.settings import Settings
+from ..errors import AsrproError
+from ..events import Notify
+from ..system import paths
+from ..system.instance import InstanceLock
+from .audio import AudioService
+from .downloads import DownloadService
+from .models import LoadProgress, ManagerOptions, ModelInfo, ModelManager
+from .streaming import StreamingService
+from .system import SystemService
+from .transcription import TranscriptionService
+
+log = logging.getLogger(__name__)
+
+
+class App:
+    """Long-lived services of one sidecar process. Notifications fan out to every listener (stdio, HTTP)."""
+
+    def __init__(
+        self,
+        *,
+        config: ConfigService | None = None,
+        store: ModelStore | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.started_monotonic_s = time.monotonic()
+        self.listeners: list[Notify] = []
+        self.config = config or open_config()
+        settings = self.config.settings
+        self.store = store or ModelStore.for_settings(settings)
+        self.models = ModelManager(
+            self.store,
+            manager_options(settings),
+            selected_id=settings.model.selected_id,
+            notify=self.notify,
+            clock=clock,
+        )
+        self.config.subscribe(self._apply_settings)
+        self.config.subscribe(announce_changes(self.notify))
+        self.config.subscribe_warnings(lambda warning: self.notify("notification", warning))
+        self.transcription = TranscriptionService(self.models)
+        self.downloads = DownloadService(self.store)
+        self.models.fetch = self.downloads.fetch_for_load  # whisper-*/parakeet-* download on first use
+        self.system = SystemService(
+            models_dir=self.store.models_dir, engine_status=self.models.status, notify=self.notify
+        )
+        self.models.before_load = self.system.check_before_load
+        self.listeners.append(self.system.observe)
+        self.instance_lock: InstanceLock | None = None
+        """Set by the stdio server when it holds the single-instance lock (the HTTP shim records its port)."""
+        # the audio settings are read at each use: a recording or stream starts with those in force
+        self.streaming = StreamingService(
+            self.models, self.notify, settings=lambda: self.config.settings.audio
+        )
+        self.audio = AudioService(self.notify, settings=lambda: self.config.settings.audio)
+        self._closed = False
+
+    @property
+    def uptime_s(self) -> float:
+        return time.monotonic() - self.started_monotonic_s
+
+    def notify(self, method: str, params: msgspec.Struct) -> None:
+        """Send a notification to every connected host (thread-safe)."""
+        for listener in list(self.listeners):
+            listener(method, params)
+
+    def record_fault(self, error: AsrproError) -> None:
+        """A request failed through no fault of its own: ``system.health`` reports it as the last error."""
+        self.system.record_error(error.kind, error.message)
+
+    async def select_model(
+        self, model_id: str, *, load: bool = False, progress: LoadProgress | None = None
+    ) -> ModelInfo:
+        """Make ``model_id`` the default model and remember it in the settings; with ``load``, only once it
+        has loaded. A failure (unknown id, a load or download that fails, cancellation before the save)
+        leaves the previous selection in place, in memory and on disk."""
+        spec = self.models.resolve(model_id)
+        if load:
+            await self.models.load(spec.id, progress)
+        with anyio.CancelScope(shield=True):  # saved and in effect, or neither
+            await self.config.aset({"model": {"selected_id": spec.id}})
+            self.models.selected_id = spec.id
+        return self.models.info(spec)
+
+    def _apply_settings(self, changed_keys: list[str], settings: Settings) -> None:
+        """Settings changed (over RPC, HTTP or by another program): running services follow."""
+        self.models.configure(manager_options(settings))
+        if "model.selected_id" in changed_keys:
+            self.models.selected_id = settings.model.selected_id
+
+    async def run_background(self) -> None:
+        """Background duties (idle unload, settings hot reload); run in the server's task group."""
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(self.models.watch_idle)
+            task_group.start_soon(self.streaming.run)
+            task_group.start_soon(self.config.watch)
+
+    async def aclose(self) -> None:
+        """Release everything (end the engine process); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await self.streaming.aclose()
+        await self.models.aclose()
+        await anyio.to_thread.run_sync(self.audio.close)
+        log.info("services closed")
+
+
+def open_config() -> ConfigService:
+    """The settings at the platform (or overridden) location; legacy dirs only for the real location."""
+    overridden = "ASRPRO_CONFIG_DIR" in os.environ
+    return ConfigService.open(paths.config_dir(), legacy_dirs=() if overridden else default_legacy_dirs())
+
+
+def manager_options(settings: Settings) -> ManagerOptions:
+    """The model manager's options from the ``device`` and ``model`` settings."""
+    device, model = settings.device, settings.model
+    return ManagerOptions(
+        device=device.preferred if model.prefer_gpu else "cpu",
+        device_index=device.cuda_index,
+        compute_type=device.compute_type,
+        cpu_threads=device.cpu_threads,
+        max_concurrency=device.max_concurrent_transcriptions,
+        idle_unload_s=model.auto_unload_timeout_s if model.auto_unload else None,
+    )

@@ -1,0 +1,1 @@
+"""Transcript types, the segment sink, output formats and text clean-up."""

@@ -1,0 +1,106 @@
+"""The Parakeet engines' pure parts: runtime and provider choice, words and segments, cuts at pauses."""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from asrpro_rpc import errors
+from asrpro_rpc.engines.chunking import silero_cut_finder, window_bounds
+from asrpro_rpc.engines.parakeet.common import MAX_SEGMENT_S, build_transcript, check_language, word
+from asrpro_rpc.engines.parakeet.onnx import choose_provider, words_from_tokens
+from asrpro_rpc.engines.parakeet.route import choose_runtime, onnx_export_dir
+from asrpro_rpc.transcripts.types import TranscribeOptions
+
+
+def _never() -> bool:
+    raise AssertionError("this probe should not be needed")
+
+
+def test_runtime_choice() -> None:
+    def choose(nemo: bool, onnx: bool, ort_gpu: bool = False, torch_gpu: bool = False) -> str:
+        return choose_runtime(
+            nemo_installed=nemo,
+            onnx_ready=onnx,
+            onnx_accelerated=lambda: ort_gpu,
+            torch_accelerated=lambda: torch_gpu,
+        )[0]
+
+    assert choose(nemo=True, onnx=False) == "nemo"
+    assert choose(nemo=False, onnx=True) == "onnx"
+    assert choose(nemo=True, onnx=True) == "nemo"
+    assert choose(nemo=True, onnx=True, ort_gpu=True) == "onnx"  # e.g. DirectML on Windows
+    assert choose(nemo=True, onnx=True, ort_gpu=True, torch_gpu=True) == "nemo"
+    runtime, _ = choose_runtime(
+        nemo_installed=False, onnx_ready=True, onnx_accelerated=_never, torch_accelerated=_never
+    )
+    assert runtime == "onnx"
+    with pytest.raises(errors.EngineUnavailable, match="export-onnx"):
+        choose(nemo=False, onnx=False)
+
+
+def test_provider_choice() -> None:
+    cpu_only = ["CPUExecutionProvider"]
+    assert choose_provider("auto", cpu_only) == ("cpu", [])
+    assert choose_provider("auto", ["DmlExecutionProvider", *cpu_only]) == ("directml", [])
+    assert choose_provider("auto", ["CoreMLExecutionProvider", *cpu_only]) == ("cpu", [])
+    assert choose_provider("mps", ["CoreMLExecutionProvider", *cpu_only]) == ("coreml", [])
+    assert choose_provider("cpu", ["CUDAExecutionProvider", *cpu_only]) == ("cpu", [])
+    device, warnings = choose_provider("cuda", cpu_only)
+    assert device == "cpu" and "cuda" in warnings[0]
+
+
+def test_export_sits_beside_the_nemo_file() -> None:
+    assert onnx_export_dir(Path("/m/p/parakeet.nemo")) == Path("/m/p/parakeet-onnx")
+
+
+def test_words_from_tokens() -> None:
+    tokens = [" he", "llo", " wor", "ld", "."]
+    words = words_from_tokens(tokens, [0.0, 0.16, 0.56, 0.64, 0.72], [-0.1, -0.2, 0.0, 0.0, -0.3], 0.08)
+    assert [w.word for w in words] == [" hello", " world."]
+    assert (words[0].start, words[0].end, words[1].start, words[1].end) == (0.0, 0.24, 0.56, 0.8)
+    assert words[0].probability == pytest.approx(np.exp(-0.3))
+
+
+def test_segments_split_at_sentences_pauses_length_and_windows() -> None:
+    first = [word("Hi.", 0.0, 0.5), word("there", 0.6, 1.0), word("you", 3.0, 3.2)]
+    steady = [word("la", 10.0 + i, 10.5 + i) for i in range(40)]
+    transcript = build_transcript(
+        [first, steady], duration_s=60.0, language="en", word_timestamps=True, model_id="m"
+    )
+    texts = [s.text for s in transcript.segments]
+    assert texts[:3] == [" Hi.", " there", " you"]
+    assert all(s.end - s.start <= MAX_SEGMENT_S for s in transcript.segments)
+    assert transcript.segments[3].start == 10.0  # the second window starts a segment
+    assert transcript.text.startswith("Hi. there you la la") and transcript.words is not None
+    without = build_transcript([first], duration_s=5.0, language="en", word_timestamps=False, model_id="m")
+    assert without.words is None and all(s.words is None for s in without.segments)
+
+
+def test_language_check() -> None:
+    assert check_language(TranscribeOptions(), ("en",), "m") == "en"
+    assert check_language(TranscribeOptions(), ("de", "en"), "m") == "und"
+    assert check_language(TranscribeOptions(language="de"), ("de", "en"), "m") == "de"
+    with pytest.raises(errors.InvalidParams, match="'fr'"):
+        check_language(TranscribeOptions(language="fr"), ("en",), "m")
+
+
+def test_silero_cut_lands_in_the_longest_pause(speech_wav: Path) -> None:
+    with wave.open(str(speech_wav), "rb") as wav:
+        speech = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").astype(np.float32) / 32768
+    rate = 16000
+    gap = np.zeros(rate * 2, dtype=np.float32)
+    short_gap = np.zeros(rate // 2, dtype=np.float32)
+    region = np.concatenate([speech, short_gap, speech, gap, speech])
+    cut = silero_cut_finder()(region, rate)
+    long_gap_start = 2 * len(speech) + len(short_gap)
+    assert long_gap_start < cut < long_gap_start + len(gap)
+    pre = np.tile(speech, 2)
+    audio = np.concatenate([pre, region, speech])
+    window_s, search_s = (len(pre) + len(region)) / rate, len(region) / rate
+    bounds = window_bounds(audio, rate, window_s=window_s, search_s=search_s, find_cut=silero_cut_finder())
+    gap_start = len(pre) + long_gap_start
+    assert len(bounds) == 2 and gap_start < bounds[0][1] < gap_start + len(gap)

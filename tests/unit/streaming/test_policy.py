@@ -1,0 +1,153 @@
+"""The streaming policy without a model: local agreement, the speech gate, the audio window, and the
+processor over real speech with the real Silero VAD (decodes stand in as timed words, as a model gives).
+"""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from asrpro_rpc.streaming.agreement import LocalAgreement, normalize
+from asrpro_rpc.streaming.buffer import AudioWindow
+from asrpro_rpc.streaming.processor import StreamProcessor, StreamTuning
+from asrpro_rpc.streaming.vad import GateTuning, SileroVad, SpeechGate
+from asrpro_rpc.transcripts.types import Word
+
+RATE = 16000
+
+
+def words(*items: tuple[str, float, float]) -> list[Word]:
+    return [Word(f" {text}", start, end) for text, start, end in items]
+
+
+# --- local agreement ------------------------------------------------------------------------------------
+def test_a_word_is_stable_once_two_hypotheses_agree() -> None:
+    agreement = LocalAgreement()
+    assert agreement.insert(words(("hello", 0.0, 0.4))) == []
+    assert [w.word for w in agreement.unstable] == [" hello"]
+    committed = agreement.insert(words(("Hello,", 0.0, 0.4), ("world", 0.5, 0.9)))
+    assert [w.word for w in committed] == [" Hello,"]
+    assert [w.word for w in agreement.unstable] == [" world"]
+    assert agreement.insert(words(("hello", 0.0, 0.4), ("word", 0.5, 0.9), ("again", 1.0, 1.3))) == []
+    committed = agreement.insert(words(("hello", 0.0, 0.4), ("word", 0.5, 0.9), ("again", 1.0, 1.4)))
+    assert [w.word for w in committed] == [" word", " again"]
+    assert agreement.stable_end_s == 1.4
+
+
+def test_a_restated_stable_tail_is_not_committed_twice() -> None:
+    agreement = LocalAgreement()
+    agreement.insert(words(("turn", 1.0, 1.3), ("on", 1.3, 1.5)))
+    agreement.insert(words(("turn", 1.0, 1.3), ("on", 1.3, 1.5)))
+    # timestamps drift: "on" now starts after the stable end, yet it re-states the tail
+    hypothesis = words(("on", 1.55, 1.7), ("the", 1.7, 1.8), ("lights", 1.8, 2.2))
+    assert agreement.insert(hypothesis) == []
+    assert [w.word for w in agreement.finish(hypothesis)] == [" the", " lights"]
+    assert agreement.unstable == []
+
+
+def test_normalize_ignores_case_punctuation_and_space() -> None:
+    assert normalize(" Kitchen.") == normalize("kitchen") == "kitchen"
+    assert normalize(" ...") == "..."
+
+
+# --- speech gate and audio window ------------------------------------------------------------------------
+def test_gate_starts_ends_and_drops_short_bursts() -> None:
+    gate = SpeechGate(GateTuning(threshold=0.5, silence_s=0.1, min_speech_s=0.1), window_samples=512)
+    events = gate.update([0.1, 0.9, 0.9, 0.9, 0.45, 0.9, 0.1, 0.1, 0.1, 0.9, 0.1, 0.1, 0.1])
+    assert [(e.kind, e.sample) for e in events] == [
+        ("start", 512),
+        ("end", 6 * 512),  # 0.45 is above neg_threshold (0.35): still speech
+        ("start", 9 * 512),
+        ("drop", 10 * 512),
+    ]
+
+
+def test_audio_window_keeps_only_what_is_asked() -> None:
+    window = AudioWindow()
+    for value in range(5):
+        window.append(np.full(100, value, dtype=np.float32))
+    window.drop_before(250)
+    assert (window.start, window.end) == (250, 500)
+    assert window.view(0, 300).tolist() == [2.0] * 50
+    assert window.view(390, 410).tolist() == [3.0] * 10 + [4.0] * 10
+
+
+# --- the processor over real speech -----------------------------------------------------------------
+def _samples(path: Path) -> np.ndarray:
+    with wave.open(str(path), "rb") as wav:
+        return np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
+
+
+@pytest.fixture(scope="module")
+def paragraph(speech_sentences: list[tuple[str, Path]]) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """The sentences separated by 1.2 s of silence, and each sentence's span in seconds."""
+    parts, spans, position = [], [], 0
+    for _, path in speech_sentences:
+        speech = _samples(path)
+        spans.append((position / RATE, (position + len(speech)) / RATE))
+        parts += [speech, np.zeros(int(1.2 * RATE), dtype=np.float32)]
+        position += len(speech) + int(1.2 * RATE)
+    return np.concatenate(parts), spans
+
+
+def _chunks(audio: np.ndarray, seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out, offset = [], 0
+    while offset < len(audio):
+        size = int(rng.uniform(0.02, 0.1) * RATE)
+        out.append(audio[offset : offset + size])
+        offset += size
+    return out
+
+
+def test_utterances_follow_the_silences(paragraph: tuple[np.ndarray, list[tuple[float, float]]]) -> None:
+    audio, spans = paragraph
+    processor = StreamProcessor(SileroVad(), StreamTuning())
+    ended = []
+    for chunk in _chunks(audio, 0):
+        processor.feed(chunk)
+        ended += processor.take_ended()
+    assert len(ended) == len(spans)
+    for utterance, (start_s, end_s) in zip(ended, spans, strict=True):
+        assert utterance.end is not None and utterance.reason == "silence"
+        assert start_s - 0.3 <= utterance.start / RATE <= start_s + 0.2
+        assert end_s - 0.2 <= utterance.end / RATE <= end_s + 0.4
+        assert utterance.audio is not None and len(utterance.audio) == utterance.end - utterance.start
+    assert processor.held_s < 0.5  # only the pre-roll stays between utterances
+
+
+def test_partials_stabilise_and_long_speech_is_trimmed_at_sentence_ends() -> None:
+    """Continuous 'speech' (a tone) with a scripted hypothesis: the buffer stays under max_buffer_s."""
+    tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(60 * RATE) / RATE)).astype(np.float32)
+    always_speech = lambda audio: np.ones(len(audio) // 512, dtype=np.float32)  # noqa: E731
+    tuning = StreamTuning(interval_s=0.5, max_buffer_s=6.0)
+    processor = StreamProcessor(always_speech, tuning)
+    stable_seen: dict[int, str] = {}
+    for chunk in _chunks(tone, 1):
+        processor.feed(chunk)
+        assert not processor.take_ended()
+        if not processor.partial_due():
+            continue
+        utterance = processor.current
+        assert utterance is not None
+        audio, offset_s = processor.partial_audio()
+        end_s = offset_s + len(audio) / RATE
+        # one word per 0.5 s of audio, a sentence end every 4 words; the newest word is still in flux
+        hypothesis = [
+            Word(f" w{i}{'.' if i % 4 == 3 else ''}", i * 0.5, i * 0.5 + 0.4)
+            for i in range(int(offset_s * 2 + 0.999), int(end_s * 2))
+        ]
+        partial = processor.apply_partial(utterance, hypothesis, end_s)
+        assert partial is not None
+        assert partial.stable.startswith(stable_seen.get(partial.segment_id, ""))
+        stable_seen[partial.segment_id] = partial.stable
+        assert processor.held_s <= tuning.max_buffer_s + 1.0
+    trimmed = processor.take_trimmed()
+    assert len(trimmed) >= 5
+    assert all(segment.text.endswith(".") for segment in trimmed)
+    assert [s.id for s in trimmed] == list(range(len(trimmed)))
+    texts = " ".join(s.text for s in trimmed).split()
+    assert texts == [f"w{i}{'.' if i % 4 == 3 else ''}" for i in range(len(texts))]
