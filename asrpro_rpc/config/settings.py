@@ -17,12 +17,13 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from ..system import paths
+from ..transcripts.vocabulary import Replacements, Vocabulary, VocabularyWords
 from .hotkey import hotkey_grammar, hotkey_problem
 
 SCHEMA_VERSION = 1
 """Version of the file layout written by this code; ``migrate`` upgrades anything older."""
 
-Category = Literal["device", "server", "ui", "audio", "model", "hotkey"]
+Category = Literal["device", "server", "ui", "audio", "model", "hotkey", "vocabulary"]
 ComputeType = Literal[
     "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16", "float32"
 ]
@@ -102,6 +103,23 @@ class HotkeySettings(msgspec.Struct, frozen=True, kw_only=True):
     auto_paste: bool = True
 
 
+class VocabularySettings(msgspec.Struct, frozen=True, kw_only=True):
+    """The user's dictionary, for files, streams, recordings and the HTTP shim (a request's
+    ``vocabulary`` overrides it field by field)."""
+
+    words: VocabularyWords = msgspec.field(default_factory=list)
+    """Names and jargon to spell as written (Whisper decodes with them as hints)."""
+    replacements: Replacements = msgspec.field(default_factory=dict)
+    """Spoken → written (``{"gee pee tee four": "GPT-4"}``): case-insensitive, whole words, every engine."""
+    remove_fillers: bool = False
+    """Drop filler words (um, uh, erm, hmm)."""
+    spoken_punctuation: bool = False
+    """Turn spoken "comma", "period", "question mark", "new line", "new paragraph"… into the marks."""
+
+    def as_vocabulary(self) -> Vocabulary:
+        return Vocabulary(**msgspec.structs.asdict(self))
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Every setting, by category."""
 
@@ -111,6 +129,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     audio: AudioSettings = msgspec.field(default_factory=AudioSettings)
     model: ModelSettings = msgspec.field(default_factory=ModelSettings)
     hotkey: HotkeySettings = msgspec.field(default_factory=HotkeySettings)
+    vocabulary: VocabularySettings = msgspec.field(default_factory=VocabularySettings)
 
 
 CATEGORIES: dict[str, type[msgspec.Struct]] = {
@@ -120,6 +139,7 @@ CATEGORIES: dict[str, type[msgspec.Struct]] = {
     "audio": AudioSettings,
     "model": ModelSettings,
     "hotkey": HotkeySettings,
+    "vocabulary": VocabularySettings,
 }
 assert tuple(CATEGORIES) == typing.get_args(Category) == Settings.__struct_fields__
 
@@ -166,6 +186,12 @@ def _describe(info: msgspec.inspect.Type) -> str:
         if info.ge is not None:
             return f"{kind} >= {info.ge:g}"
         return kind
+    if isinstance(info, msgspec.inspect.ListType):
+        most = f" (at most {info.max_length})" if info.max_length else ""
+        return f"a list{most} of items, each {_describe(info.item_type)}"
+    if isinstance(info, msgspec.inspect.DictType):
+        most = f" (at most {info.max_length} entries)" if info.max_length else ""
+        return f"an object{most}, keys {_describe(info.key_type)}, values {_describe(info.value_type)}"
     return type(info).__name__.removesuffix("Type").lower()
 
 

@@ -17,6 +17,7 @@ from asrpro_rpc import errors
 from asrpro_rpc.engines.base import LoadInfo, LoadProgress, LoadSpec, SegmentSink, load_done
 from asrpro_rpc.system.process import default_cpu_threads
 from asrpro_rpc.transcripts.types import Segment, TranscribeOptions, Transcript, Word
+from asrpro_rpc.transcripts.vocabulary import VocabularyRules
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -208,7 +209,8 @@ def _fallback(device: str, compute_type: str, exc: Exception) -> tuple[str, str]
 
 
 def _transcribe_kwargs(options: TranscribeOptions) -> dict[str, Any]:
-    """faster-whisper keyword arguments for ``options`` (unset ones keep faster-whisper's defaults)."""
+    """faster-whisper keyword arguments for ``options`` (unset ones keep faster-whisper's defaults); the
+    vocabulary's words go in as ``hotwords``, decoding hints placed before the prompt."""
     kwargs: dict[str, Any] = {
         "language": options.language,
         "task": options.task,
@@ -219,6 +221,7 @@ def _transcribe_kwargs(options: TranscribeOptions) -> dict[str, Any]:
         "word_timestamps": options.word_timestamps,
         "condition_on_previous_text": options.condition_on_previous_text,
         "max_new_tokens": options.max_new_tokens,
+        "hotwords": VocabularyRules.of(options.vocabulary).hotwords(),
     }
     if options.temperature is not None:
         kwargs["temperature"] = options.temperature

@@ -21,6 +21,7 @@ from ..config.settings import (
     ServerSettings,
     Settings,
     UiSettings,
+    VocabularySettings,
 )
 from .base import RequestContext, rpc_method
 
@@ -39,6 +40,7 @@ class SettingsView(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     audio: AudioSettings | UnsetType = UNSET
     model: ModelSettings | UnsetType = UNSET
     hotkey: HotkeySettings | UnsetType = UNSET
+    vocabulary: VocabularySettings | UnsetType = UNSET
 
 
 class ConfigSetParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -18,6 +18,7 @@ from ..errors import AsrproError
 from ..events import Notify
 from ..system import paths
 from ..system.instance import InstanceLock
+from ..transcripts.vocabulary import Vocabulary
 from .audio import AudioService
 from .downloads import DownloadService
 from .models import LoadProgress, ManagerOptions, ModelInfo, ModelManager
@@ -53,7 +54,11 @@ class App:
         self.config.subscribe(self._apply_settings)
         self.config.subscribe(announce_changes(self.notify))
         self.config.subscribe_warnings(lambda warning: self.notify("notification", warning))
-        self.transcription = TranscriptionService(self.models)
+
+        def vocabulary() -> Vocabulary:  # read at each use: a dictionary edit applies to the next request
+            return self.config.settings.vocabulary.as_vocabulary()
+
+        self.transcription = TranscriptionService(self.models, vocabulary=vocabulary)
         self.downloads = DownloadService(self.store)
         self.models.fetch = self.downloads.fetch_for_load  # whisper-*/parakeet-* download on first use
         self.system = SystemService(
@@ -65,7 +70,7 @@ class App:
         """Set by the stdio server when it holds the single-instance lock (the HTTP shim records its port)."""
         # the audio settings are read at each use: a recording or stream starts with those in force
         self.streaming = StreamingService(
-            self.models, self.notify, settings=lambda: self.config.settings.audio
+            self.models, self.notify, settings=lambda: self.config.settings.audio, vocabulary=vocabulary
         )
         self.audio = AudioService(self.notify, settings=lambda: self.config.settings.audio)
         self._closed = False

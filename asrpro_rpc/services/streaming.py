@@ -31,8 +31,10 @@ from ..streaming.processor import EndReason, StreamProcessor, StreamTuning, Utte
 from ..streaming.session import LiveStream, StreamSummary
 from ..streaming.vad import SAMPLE_RATE_HZ, GateTuning, SileroVad
 from ..transcripts.types import Segment, TranscribeOptions, Word
+from ..transcripts.vocabulary import Vocabulary
 from .audio import input_device_error
 from .models import ModelManager, run_blocking
+from .transcription import with_vocabulary
 
 log = logging.getLogger(__name__)
 _MICROPHONE_POLL_S = 0.05
@@ -122,6 +124,7 @@ class StreamingService:
         notify: Notify,
         *,
         settings: Callable[[], AudioSettings] = AudioSettings,
+        vocabulary: Callable[[], Vocabulary] = Vocabulary,
         max_streams: int = 4,
         max_pending_s: float = 30.0,
         behind_warning_s: float = 2.0,
@@ -129,6 +132,7 @@ class StreamingService:
         self.models = models
         self._notify = notify
         self._settings = settings
+        self._vocabulary = vocabulary
         self.max_streams = max_streams
         self.max_pending_s = max_pending_s
         self.behind_warning_s = behind_warning_s
@@ -158,9 +162,8 @@ class StreamingService:
             )
         spec = self.models.resolve(params.model)
         poll_s = _MICROPHONE_POLL_S if params.source == "microphone" else None
-        stream = LiveStream(
-            f"s{next(self._ids)}", spec.id, params.decode_options(), encoding=params.encoding, poll_s=poll_s
-        )
+        options = with_vocabulary(params.decode_options(), self._vocabulary())
+        stream = LiveStream(f"s{next(self._ids)}", spec.id, options, encoding=params.encoding, poll_s=poll_s)
         self._streams[stream.id] = stream
         self._task_group.start_soon(self._worker, stream, params)
         try:
@@ -226,7 +229,7 @@ class StreamingService:
             text=stream.text(),
             language=stream.language,
             duration=round(duration_s, 3),
-            segments=stream.segments,
+            segments=stream.written_segments(),
             model=stream.model_id,
         )
 
@@ -359,8 +362,8 @@ class StreamingService:
             StreamPartial(
                 stream_id=stream.id,
                 segment_id=partial.segment_id,
-                stable=partial.stable,
-                unstable=partial.unstable,
+                stable=stream.rules.apply(partial.stable),
+                unstable=stream.rules.apply(partial.unstable),
                 start=round(partial.start_s, 3),
                 audio_end=round(partial.audio_end_s, 3),
             ),
@@ -376,7 +379,8 @@ class StreamingService:
     def _announce(self, stream: LiveStream, segments: list[Segment], reason: EndReason) -> None:
         for segment in segments:
             stream.segments.append(segment)
-            self._notify("stream.final", StreamFinal(stream_id=stream.id, segment=segment, reason=reason))
+            written = stream.written(segment)
+            self._notify("stream.final", StreamFinal(stream_id=stream.id, segment=written, reason=reason))
 
     async def _decode(self, stream: LiveStream, resident: Any, audio: Any, offset_s: float) -> list[Word]:
         """Decode ``audio`` in the engine process; words in stream time."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from ..transcripts.types import (
     Transcript,
     Word,
 )
+from ..transcripts.vocabulary import Vocabulary
 from .models import ModelManager
 
 
@@ -106,10 +108,12 @@ def shape_result(
 
 
 class TranscriptionService:
-    """Transcribes files on the model manager's resident model."""
+    """Transcribes files on the model manager's resident model; ``vocabulary()`` gives the user's
+    dictionary in force (the ``vocabulary`` settings, read at each request)."""
 
-    def __init__(self, models: ModelManager) -> None:
+    def __init__(self, models: ModelManager, *, vocabulary: Callable[[], Vocabulary] = Vocabulary) -> None:
         self.models = models
+        self._vocabulary = vocabulary
 
     async def transcribe_file(
         self, params: TranscribeFileParams, progress: Any, on_segment: SegmentSink | None = None
@@ -117,7 +121,7 @@ class TranscriptionService:
         """``progress(fraction, stage=...)`` receives stage changes and per-segment progress; ``on_segment``
         (from a worker thread) each segment of the result as soon as it is decoded, as the result has it."""
         file = check_audio_path(params.path)
-        options = params.options()
+        options = with_vocabulary(params.options(), self._vocabulary())
         spec = self.models.resolve(params.model)
         if not self.models.status().model_id == spec.id:
             progress(0.0, stage="loading_model")
@@ -132,6 +136,11 @@ class TranscriptionService:
         transcript = msgspec.structs.replace(transcript, model=spec.id)
         progress(1.0, stage="done")
         return shape_result(transcript, params.response_format, options.word_timestamps, spec.id)
+
+
+def with_vocabulary(options: TranscribeOptions, defaults: Vocabulary) -> TranscribeOptions:
+    """``options`` with its vocabulary resolved over ``defaults`` (what engines and post-processing use)."""
+    return msgspec.structs.replace(options, vocabulary=(options.vocabulary or Vocabulary()).over(defaults))
 
 
 def _kept_segments(sink: SegmentSink, min_confidence: float | None) -> SegmentSink:

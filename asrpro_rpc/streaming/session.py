@@ -13,6 +13,7 @@ import msgspec
 from asrpro_rpc.audio.pcm import Encoding
 from asrpro_rpc.streaming.vad import SAMPLE_RATE_HZ
 from asrpro_rpc.transcripts.types import Segment, TranscribeOptions
+from asrpro_rpc.transcripts.vocabulary import VocabularyRules
 
 if TYPE_CHECKING:
     import numpy as np
@@ -46,7 +47,10 @@ class LiveStream:
         self.capture: InputCapture | None = None
         """The microphone feeding the stream (None when the host pushes the audio)."""
         self.language: str | None = options.language
+        self.rules = VocabularyRules.of(options.vocabulary)
+        """The vocabulary's text rules, applied to what the stream reports (decodes see the raw text)."""
         self.segments: list[Segment] = []
+        """Final segments as decoded."""
         self.stopping = False
         self.ready = anyio.Event()
         self.done = anyio.Event()
@@ -93,8 +97,16 @@ class LiveStream:
         text = " ".join(segment.text for segment in self.segments[-8:])
         return text[-_PROMPT_CHARS:] if text else self.options.prompt
 
+    def written(self, segment: Segment) -> Segment:
+        """``segment`` as reported: its text through the vocabulary's rules."""
+        return msgspec.structs.replace(segment, text=self.rules.apply(segment.text))
+
+    def written_segments(self) -> list[Segment]:
+        return [self.written(segment) for segment in self.segments]
+
     def text(self) -> str:
-        return " ".join(segment.text for segment in self.segments)
+        """The whole stream's text, through the vocabulary's rules."""
+        return self.rules.apply(" ".join(segment.text for segment in self.segments))
 
 
 class StreamSummary(msgspec.Struct, frozen=True, kw_only=True):

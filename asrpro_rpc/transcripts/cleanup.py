@@ -1,4 +1,5 @@
-"""Transcript clean-up applied after the engine: whitespace tidying and the confidence filter."""
+"""Transcript clean-up applied after the engine: whitespace tidying, the confidence filter and the
+vocabulary's text rules."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import unicodedata
 import msgspec
 
 from asrpro_rpc.transcripts.types import TranscribeOptions, Transcript
+from asrpro_rpc.transcripts.vocabulary import VocabularyRules
 
 _SPACE_BEFORE_PUNCTUATION = re.compile(r"\s+([,.!?;:…)\]}]+)(?!\w)")
 
@@ -52,14 +54,20 @@ def drop_low_confidence(transcript: Transcript, min_avg_logprob: float) -> Trans
 
 
 def postprocess(transcript: Transcript, options: TranscribeOptions) -> Transcript:
-    """Apply ``options.min_confidence`` (if set) and tidy the transcript's text.
+    """Apply ``options.min_confidence`` (if set), tidy the transcript's text, then apply the vocabulary's
+    text rules to it and to each segment's text (words keep what the engine heard, with its timings).
 
     Segment texts keep the engine's spacing (OpenAI's segments start with a space); only ``text`` is
     cleaned.
     """
     if options.min_confidence is not None:
         transcript = drop_low_confidence(transcript, options.min_confidence)
-    return msgspec.structs.replace(transcript, text=clean_text(transcript.text))
+    rules = VocabularyRules.of(options.vocabulary)
+    segments = transcript.segments
+    if rules.rewrites_text:
+        segments = [msgspec.structs.replace(s, text=rules.apply(s.text)) for s in segments]
+    text = rules.apply(clean_text(transcript.text))
+    return msgspec.structs.replace(transcript, text=text, segments=segments)
 
 
 def _needs_space(before: str, after: str) -> bool:

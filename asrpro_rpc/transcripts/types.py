@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from asrpro_rpc.transcripts.vocabulary import Vocabulary
+
 Task = Literal["transcribe", "translate"]
 ResponseFormat = Literal["json", "verbose_json", "text", "srt", "vtt"]
 Granularity = Literal["segment", "word"]
@@ -83,3 +85,5 @@ class TranscribeOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     batch_size: Annotated[int, msgspec.Meta(ge=1, le=64)] | None = None
     max_new_tokens: Annotated[int, msgspec.Meta(ge=1, le=448)] | None = None
     min_confidence: float | None = None
+    vocabulary: Vocabulary | None = None
+    """Overrides the ``vocabulary.*`` settings (the user's dictionary) field by field."""
