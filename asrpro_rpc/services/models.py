@@ -132,6 +132,8 @@ class ModelManager:
         self._drained = anyio.Condition()
         self._last_used_s = clock()
         self._limiter = anyio.CapacityLimiter(max(1, options.max_concurrency))
+        self._interactive_limiter = anyio.CapacityLimiter(max(1, options.max_concurrency))
+        """Interactive requests have slots of their own: they never queue behind background files."""
         self.fetch: Callable[[ModelSpec, LoadProgress | None], Awaitable[Path]] | None = None
         """Downloads a missing built-in model on first use (set by the app; see services/downloads.py)."""
         self.before_load: Callable[[ModelSpec, str], None] | None = None
@@ -192,6 +194,7 @@ class ModelManager:
         """New options: concurrency and idle timeout apply now, device choices at the next load."""
         self.options = options
         self._limiter.total_tokens = max(1, options.max_concurrency)
+        self._interactive_limiter.total_tokens = max(1, options.max_concurrency)
 
     async def load(self, model_id: str | None, progress: LoadProgress | None = None) -> ModelInfo:
         """Make ``model_id`` resident (switching if another model is), and return its info."""
@@ -239,6 +242,7 @@ class ModelManager:
         """Transcribe the file at ``path`` on ``model_id`` (loaded on demand); ``on_segment`` (called from a
         worker thread) receives segments as the engine finishes them."""
         retried = False  # a request the engine died under without its doing runs once more, on a fresh one
+        limiter = self._interactive_limiter if options.priority == "interactive" else self._limiter
         while True:
             async with self.use(model_id, on_loading) as resident:
                 self._check_supports(resident.spec, options)
@@ -247,7 +251,7 @@ class ModelManager:
                         lambda cancel: resident.host.transcribe(
                             path, options, on_progress, cancel, on_segment
                         ),
-                        self._limiter,
+                        limiter,
                     )
                 except EngineLost as exc:
                     if retried:

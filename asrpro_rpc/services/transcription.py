@@ -8,10 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import msgspec
 
 from .. import errors
+from ..audio.decode import probe_duration_s
 from ..engines.base import SegmentSink
+from ..engines.host.priority import priority_of
 from ..transcripts.cleanup import postprocess
 from ..transcripts.formats import render
 from ..transcripts.types import (
@@ -122,6 +125,10 @@ class TranscriptionService:
         (from a worker thread) each segment of the result as soon as it is decoded, as the result has it."""
         file = check_audio_path(params.path)
         options = with_vocabulary(params.options(), self._vocabulary())
+        if options.priority is None:  # known up front, so a short file never queues behind long ones
+            duration_s = await anyio.to_thread.run_sync(probe_duration_s, file)
+            if duration_s is not None:
+                options = msgspec.structs.replace(options, priority=priority_of(None, duration_s))
         spec = self.models.resolve(params.model)
         if not self.models.status().model_id == spec.id:
             progress(0.0, stage="loading_model")

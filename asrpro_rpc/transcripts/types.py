@@ -16,6 +16,7 @@ from asrpro_rpc.transcripts.vocabulary import Vocabulary
 Task = Literal["transcribe", "translate"]
 ResponseFormat = Literal["json", "verbose_json", "text", "srt", "vtt"]
 Granularity = Literal["segment", "word"]
+Priority = Literal["interactive", "background"]
 
 
 class Word(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -87,3 +88,6 @@ class TranscribeOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     min_confidence: float | None = None
     vocabulary: Vocabulary | None = None
     """Overrides the ``vocabulary.*`` settings (the user's dictionary) field by field."""
+    priority: Priority | None = None
+    """``interactive`` runs ahead of ``background`` work, which pauses between segments meanwhile; omitted:
+    interactive up to 30 s of audio (a dictation), background beyond. Streams are always interactive."""

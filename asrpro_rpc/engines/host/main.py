@@ -3,10 +3,12 @@
 Frames arrive on stdin and leave on a private duplicate of the original stdout; fd 1 itself points at
 stderr (the sidecar's log), so prints and C-library output can never corrupt the frames. The main thread
 reads commands; a load and every transcription run in their own threads, so ``Cancel`` is always heard.
+Background transcriptions pause between segments while interactive ones run (``priority``).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -20,6 +22,7 @@ from asrpro_rpc import errors
 from asrpro_rpc.audio.pcm import samples_from_bytes
 from asrpro_rpc.engines.base import Engine
 from asrpro_rpc.engines.host import frames as hp
+from asrpro_rpc.engines.host.priority import PriorityGate, priority_of
 from asrpro_rpc.transcripts.types import Segment
 
 log = logging.getLogger("asrpro_rpc.engines.host")
@@ -40,6 +43,7 @@ class EngineHostServer:
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
         self._cancels: dict[int, threading.Event] = {}
+        self._priority = PriorityGate()
 
     def serve(self) -> None:
         """Handle commands until ``Shutdown`` or the end of stdin (the sidecar went away)."""
@@ -127,7 +131,15 @@ class EngineHostServer:
         def on_segment(segment: Segment) -> None:
             self._send(hp.SegmentDone(request_id, segment))
 
-        return engine.transcribe(audio, message.options, on_progress, cancelled.is_set, on_segment)
+        streamed = isinstance(message, hp.TranscribeAudio) and message.options.priority is None
+        priority = (
+            "interactive" if streamed else priority_of(message.options.priority, len(audio) / SAMPLE_RATE_HZ)
+        )
+        if priority == "background":
+            is_cancelled = functools.partial(self._priority.checkpoint, cancelled)
+            return engine.transcribe(audio, message.options, on_progress, is_cancelled, on_segment)
+        with self._priority.interactive():
+            return engine.transcribe(audio, message.options, on_progress, cancelled.is_set, on_segment)
 
 
 def _samples(message: hp.TranscribeAudio) -> Any:
