@@ -1,0 +1,157 @@
+"""Dictation: how soon the text is there when the user stops speaking, idle and behind a long file.
+
+Usage: python bench/dictation.py [--model whisper-base] [--rounds 5] [--background-minutes 10]
+A 6 s two-sentence espeak-ng clip is pushed through ``stream.*`` at real-time pace in 50 ms chunks; the
+time from ``stream.stop`` sent to its answer (the final text) is measured per round, beside
+``transcribe.file`` of the same clip, in one run. Then the same while a long file (speech and pauses) is
+transcribed in the background. Prints p50/p95 of each, the ratios (goals: stop → final p95 ≤ 0.25× the
+file; behind a long file ≤ 1.5× idle), the final text's WER beside the file's, and the CPU share while
+streaming.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from streaming_latency import SAMPLE_RATE_HZ, Sidecar  # noqa: E402 - the bench folder's own helpers
+
+from tests.support.wer import wer  # noqa: E402
+
+CLIP_TEXT = "Please open the door and turn on the lights in the kitchen. Speech recognition works offline."
+CHUNK_S = 0.05
+
+
+def speak(text: str, folder: Path) -> np.ndarray:
+    raw, out = folder / "raw.wav", folder / "clip.wav"
+    subprocess.run(["espeak-ng", "-s", "150", "-w", str(raw), text], check=True)
+    subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(out)], check=True)
+    with wave.open(str(out), "rb") as wav:
+        return np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").copy()
+
+
+def write_wav(path: Path, samples: np.ndarray) -> Path:
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(SAMPLE_RATE_HZ)
+        wav.writeframes(samples.astype("<i2").tobytes())
+    return path
+
+
+def dictate(sidecar: Sidecar, model: str, clip: np.ndarray) -> tuple[float, str, float]:
+    """One dictation at real-time pace: (stop → final seconds, final text, CPU seconds of the tree)."""
+    tree = [psutil.Process(sidecar.process.pid), *psutil.Process(sidecar.process.pid).children(True)]
+    cpu_before = sum(sum(p.cpu_times()[:2]) for p in tree)
+    stream_id = sidecar.call("stream.start", {"model": model, "language": "en"})["stream_id"]
+    pcm, chunk = clip.tobytes(), int(CHUNK_S * SAMPLE_RATE_HZ)
+    started = time.perf_counter()
+    for index, offset in enumerate(range(0, len(clip), chunk)):
+        time.sleep(max(0.0, started + offset / SAMPLE_RATE_HZ - time.perf_counter()))
+        audio = base64.b64encode(pcm[2 * offset : 2 * (offset + chunk)]).decode()
+        sidecar.send("stream.push", {"stream_id": stream_id, "audio": audio})
+        if index % 10 == 0:
+            sidecar.drain()
+    time.sleep(max(0.0, started + len(clip) / SAMPLE_RATE_HZ - time.perf_counter()))
+    stop_sent = time.perf_counter()
+    summary = sidecar.call("stream.stop", {"stream_id": stream_id})
+    stop_s = time.perf_counter() - stop_sent
+    cpu_s = sum(sum(p.cpu_times()[:2]) for p in tree) - cpu_before
+    return stop_s, summary["text"], cpu_s
+
+
+def transcribe_file(sidecar: Sidecar, model: str, path: Path) -> tuple[float, str]:
+    started = time.perf_counter()
+    result = sidecar.call("transcribe.file", {"path": str(path), "model": model, "language": "en"})
+    return time.perf_counter() - started, result["text"]
+
+
+def p95(values: list[float]) -> float:
+    return statistics.quantiles(values, n=20)[-1] if len(values) > 1 else values[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default="whisper-base")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--background-minutes", type=float, default=10.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        clip = speak(CLIP_TEXT, folder)
+        clip_path = write_wav(folder / "clip.wav", clip)
+        pause = np.zeros(2 * SAMPLE_RATE_HZ, dtype=np.int16)
+        block = np.concatenate([clip, pause])
+        repeats = int(args.background_minutes * 60 * SAMPLE_RATE_HZ / len(block)) + 1
+        long_path = write_wav(folder / "long.wav", np.tile(block, repeats))
+        sidecar = Sidecar()
+        sidecar.call("initialize")
+        sidecar.call("models.load", {"model": args.model})
+        transcribe_file(sidecar, args.model, clip_path)  # warm-up
+        dictate(sidecar, args.model, clip)
+        idle_stop, file_s, texts, file_texts, cpu = [], [], [], [], []
+        for _ in range(args.rounds):
+            stop_s, text, cpu_s = dictate(sidecar, args.model, clip)
+            idle_stop.append(stop_s)
+            texts.append(text)
+            cpu.append(cpu_s)
+            seconds, file_text = transcribe_file(sidecar, args.model, clip_path)
+            file_s.append(seconds)
+            file_texts.append(file_text)
+        background_id = sidecar.send(
+            "transcribe.file", {"path": str(long_path), "model": args.model, "language": "en"}
+        )
+        busy_stop = []
+        for _ in range(args.rounds):
+            busy_stop.append(dictate(sidecar, args.model, clip)[0])
+        background_done = sidecar.drain(until_id=background_id, timeout_s=0.01) is not None
+        sidecar.process.kill()
+    report(args, len(clip) / SAMPLE_RATE_HZ, idle_stop, file_s, busy_stop, background_done)
+    stream_wer = statistics.mean(wer(CLIP_TEXT, text) for text in texts)
+    file_wer = statistics.mean(wer(CLIP_TEXT, text) for text in file_texts)
+    print(f"WER: stream final {stream_wer:.3f}, transcribe.file {file_wer:.3f}")
+    per_audio_s = statistics.mean(cpu) / (len(clip) / SAMPLE_RATE_HZ)
+    cores = psutil.cpu_count() or 1
+    print(
+        f"CPU while streaming: {per_audio_s:.2f} CPU-s per audio s"
+        f" ({100 * per_audio_s / cores:.0f}% of {cores} cores)"
+    )
+
+
+def report(
+    args: argparse.Namespace,
+    clip_s: float,
+    idle_stop: list[float],
+    file_s: list[float],
+    busy_stop: list[float],
+    background_done: bool,
+) -> None:
+    median = statistics.median
+    print(f"model {args.model}, a {clip_s:.1f} s clip, {args.rounds} rounds")
+    print(f"stop -> final          p50 {median(idle_stop):.2f} s  p95 {p95(idle_stop):.2f} s")
+    print(f"transcribe.file        p50 {median(file_s):.2f} s  p95 {p95(file_s):.2f} s")
+    print(f"stop -> final / file   p95 {p95(idle_stop) / p95(file_s):.2f}x (goal <= 0.25x)")
+    minutes = f"{args.background_minutes:g}"
+    print(
+        f"behind a {minutes}-minute file: stop -> final p50 {median(busy_stop):.2f} s"
+        f"  p95 {p95(busy_stop):.2f} s, {p95(busy_stop) / p95(idle_stop):.2f}x idle (goal <= 1.5x)"
+    )
+    if background_done:
+        print("  (the background file finished before the last round: raise --background-minutes)")
+
+
+if __name__ == "__main__":
+    main()
