@@ -182,19 +182,14 @@ def test_onnx_route_when_nemo_cannot_be_imported(
         sidecar.kill()
 
 
-def test_export_onnx_command(tiny_parakeet_nemo: Path, tmp_path: Path) -> None:
+def test_export_onnx_command_with_int8(
+    tiny_parakeet_nemo: Path, tmp_path: Path, speech_paragraph_wav: Path
+) -> None:
+    """``--quantize int8`` writes int8 graphs beside the float ones; a load asking for int8 runs them."""
     out = tmp_path / "export"
+    command = [sys.executable, "-m", "asrpro_rpc", "models", "export-onnx", str(tiny_parakeet_nemo)]
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "asrpro_rpc",
-            "models",
-            "export-onnx",
-            str(tiny_parakeet_nemo),
-            "--output",
-            str(out),
-        ],
+        [*command, "--output", str(out), "--quantize", "int8"],
         cwd=repo_root(),
         capture_output=True,
         text=True,
@@ -205,9 +200,20 @@ def test_export_onnx_command(tiny_parakeet_nemo: Path, tmp_path: Path) -> None:
     assert {p.name for p in out.iterdir()} == {
         "encoder-model.onnx",
         "decoder_joint-model.onnx",
+        "encoder-model.int8.onnx",
+        "decoder_joint-model.int8.onnx",
         "vocab.txt",
         "config.json",
     }
+    assert (out / "encoder-model.int8.onnx").stat().st_size < (out / "encoder-model.onnx").stat().st_size
+    sidecar = _start(tmp_path / "int8", {"pk-int8": out})
+    try:
+        sidecar.call("config.set", {"values": {"device": {"compute_type": "int8"}}})
+        loaded = sidecar.call("models.load", {"model": "pk-int8"}, timeout_s=120)
+        assert loaded["compute_type"] == "int8", loaded
+        _assert_well_formed(_transcribe(sidecar, speech_paragraph_wav, model="pk-int8"))
+    finally:
+        sidecar.kill()
     missing = subprocess.run(
         [sys.executable, "-m", "asrpro_rpc", "models", "export-onnx", str(tmp_path / "nope.nemo")],
         capture_output=True,
