@@ -145,6 +145,19 @@ def test_onnx_transcript_equals_nemo(pk: Sidecar, speech_paragraph_wav: Path) ->
     assert pk.call("models.status")["model_id"] == ONNX_ID
 
 
+def test_nemo_reports_confidence_that_min_confidence_uses(pk: Sidecar, speech_paragraph_wav: Path) -> None:
+    """NeMo words carry a 0..1 confidence (product of their tokens' top probabilities) and segments its
+    mean log, so ``min_confidence`` filters NeMo transcripts as it does Whisper's."""
+    result = _transcribe(pk, speech_paragraph_wav)
+    assert all(0 < w["probability"] <= 1 for w in result["words"]), result["words"]
+    logprobs = [s["avg_logprob"] for s in result["segments"]]
+    assert all(lp < 0 for lp in logprobs), logprobs
+    kept = _transcribe(pk, speech_paragraph_wav, min_confidence=min(logprobs) - 1e-6)
+    assert len(kept["segments"]) == len(result["segments"])
+    strict = _transcribe(pk, speech_paragraph_wav, min_confidence=max(logprobs) + 1e-6)
+    assert strict["segments"] == [] and strict["text"] == ""
+
+
 def test_whisper_parakeet_switch_returns_memory(
     tiny_parakeet_nemo: Path, tiny_whisper_dir: Path, speech_wav: Path, tmp_path: Path
 ) -> None:

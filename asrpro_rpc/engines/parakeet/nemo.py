@@ -75,6 +75,7 @@ class NemoEngine:
                 model_id=spec.model_id,
             ) from exc
         model.eval()
+        _keep_word_confidence(model)
         self._model, self._model_id, self._languages = model, spec.model_id, spec.languages
         self._add_cancel_hooks()
         if device != "cpu":
@@ -139,7 +140,13 @@ class NemoEngine:
                 self._is_cancelled = None
         hypothesis = hypotheses[0][0] if isinstance(hypotheses[0], list) else hypotheses[0]
         stamps = (getattr(hypothesis, "timestamp", None) or {}).get("word") or []
-        return [word(w["word"], float(w["start"]), float(w["end"])) for w in stamps]
+        confidences = getattr(hypothesis, "word_confidence", None) or []
+        if len(confidences) != len(stamps):
+            confidences = [None] * len(stamps)
+        return [
+            word(w["word"], float(w["start"]), float(w["end"]), None if c is None else float(c))
+            for w, c in zip(stamps, confidences, strict=True)
+        ]
 
     def _add_cancel_hooks(self) -> None:
         """A cancel lands within one encoder layer or decoder step, not only between windows."""
@@ -193,6 +200,29 @@ class NemoEngine:
             torch.cuda.empty_cache()
         elif self._device == "mps":
             torch.mps.empty_cache()
+
+
+def _keep_word_confidence(model: Any) -> None:
+    """Have the decoder keep a confidence per word: the product of its tokens' (normalised) top
+    probabilities, on the same 0..1 scale as Whisper's word probabilities, so ``min_confidence`` works."""
+    import copy
+
+    from omegaconf import open_dict
+
+    decoding = copy.deepcopy(model.cfg.decoding)
+    with open_dict(decoding):
+        decoding.confidence_cfg = {
+            "preserve_word_confidence": True,
+            "preserve_token_confidence": True,
+            "aggregation": "prod",
+            "method_cfg": {"name": "max_prob", "alpha": 1.0},
+        }
+    try:
+        model.change_decoding_strategy(decoding, verbose=False)
+    except Exception:  # noqa: BLE001 - an older or unusual decoder: words just carry no confidence
+        log.warning(
+            "this NeMo model can't report word confidence; min_confidence won't filter it", exc_info=True
+        )
 
 
 def import_nemo_asr() -> Any:
