@@ -43,7 +43,7 @@ def recordings_dir() -> Path:
 class RecordStartParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``audio.record.start``."""
 
-    device: str | None = None
+    device: Annotated[str, msgspec.Meta(max_length=512)] | None = None
     """A device id or name from ``audio.devices``; omitted: ``audio.input_device``, else the default input."""
     path: str | None = None
     """The WAV file to write (parent directories are created); omitted: a new file in the recordings dir."""
