@@ -244,7 +244,8 @@ class StreamingService:
         stream = self._streams.get(stream_id)
         if stream is None:
             raise errors.NotFound(
-                f"No open stream {stream_id!r}: it was never started, or it was stopped or cancelled.",
+                f"No open stream {errors.shown(stream_id)}: "
+                "it was never started, or it was stopped or cancelled.",
                 stream_id=stream_id,
             )
         return stream

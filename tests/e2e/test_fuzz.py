@@ -59,3 +59,78 @@ def test_random_lines_never_break_the_wire(fuzz_sidecar: Sidecar, batch: list[by
             assert message["result"]["pong"] is True
             break
     assert fuzz_sidecar.process.poll() is None
+
+
+DEEP = 100_000
+HUGE = "x" * (5 << 20)
+LONG_PATH = "/" + "/".join(["d" * 200] * 30)  # 6 KB: over PATH_MAX (4096)
+MAX_REPLY_BYTES = 16_000
+HOSTILE: list[tuple[str, bytes, int]] = [
+    (
+        "deep params",
+        b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"a":' + b"[" * DEEP + b"]" * DEEP + b"}}",
+        -32700,
+    ),
+    ("deep id", b'{"jsonrpc":"2.0","id":' + b"[" * DEEP + b"]" * DEEP + b',"method":"ping"}', -32700),
+    ("deep batch", b"[" * DEEP + b"]" * DEEP, -32700),
+    ("deep in a batch", b'[{"jsonrpc":"2.0","id":1,"method":' + b"[" * DEEP + b"]" * DEEP + b"}]", -32700),
+    ("huge method", msgspec.json.encode({"jsonrpc": "2.0", "id": 2, "method": HUGE}), -32601),
+    (
+        "huge model id",
+        msgspec.json.encode({"jsonrpc": "2.0", "id": 3, "method": "models.get", "params": {"model": HUGE}}),
+        -32001,
+    ),
+    (
+        "huge stream id",
+        msgspec.json.encode(
+            {"jsonrpc": "2.0", "id": 4, "method": "stream.stop", "params": {"stream_id": HUGE}}
+        ),
+        -32014,
+    ),
+    (
+        "huge path",
+        msgspec.json.encode(
+            {"jsonrpc": "2.0", "id": 5, "method": "transcribe.file", "params": {"path": "/" + HUGE}}
+        ),
+        -32602,
+    ),
+    (
+        "path over PATH_MAX",
+        msgspec.json.encode(
+            {"jsonrpc": "2.0", "id": 6, "method": "transcribe.file", "params": {"path": LONG_PATH}}
+        ),
+        -32602,
+    ),
+    (
+        "huge unknown field",
+        msgspec.json.encode({"jsonrpc": "2.0", "id": 7, "method": "ping", "params": {HUGE: 1}}),
+        -32602,
+    ),
+    ("huge in-flight id", msgspec.json.encode({"jsonrpc": "2.0", "id": HUGE, "method": "ping"}), 0),
+]
+
+
+@pytest.mark.parametrize(
+    ("line", "code"), [(line, code) for _, line, code in HOSTILE], ids=[n for n, _, _ in HOSTILE]
+)
+def test_deep_nesting_and_huge_strings_get_small_answers(
+    fuzz_sidecar: Sidecar, line: bytes, code: int
+) -> None:
+    """Input at the decoder's limits costs only itself: a stable error, a reply of bounded size, no
+    traceback, and ``system.health`` stays small."""
+    seen = len(fuzz_sidecar.raw_lines)
+    fuzz_sidecar.write(line + b"\n")
+    reply = fuzz_sidecar.response()
+    if isinstance(reply, list):  # a batch answers an array of one
+        [reply] = reply
+    reply_bytes = max(len(raw) for raw in fuzz_sidecar.raw_lines[seen:])
+    if code:
+        assert reply["error"]["code"] == code, reply["error"]
+        assert "Traceback" not in reply["error"]["message"]
+        assert "RecursionError" not in reply["error"]["message"]
+        assert reply_bytes < MAX_REPLY_BYTES, reply_bytes
+    else:  # a valid request echoes its own id, and only that
+        assert reply["result"]["pong"] is True
+    health = fuzz_sidecar.call("system.health")
+    assert len(msgspec.json.encode(health)) < 4_000
+    assert fuzz_sidecar.process.poll() is None
