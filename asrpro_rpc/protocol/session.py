@@ -29,6 +29,7 @@ from .messages import (
     batch_decoder,
     encoder,
     envelope_decoder,
+    top_level_id,
 )
 from .transport import MAX_LINE_BYTES, LineTooLong
 
@@ -60,11 +61,11 @@ def _error_response(request_id: RequestId, exc: errors.AsrproError) -> ErrorResp
     return ErrorResponse(id=request_id, error=ErrorObject(exc.code, exc.message, exc.wire_data()))
 
 
-def _too_deep() -> ErrorResponse:
-    """The answer to JSON nested deeper than the decoder's recursion limit (about 1,000 levels); its id
-    could not be read, so it is null."""
+def _too_deep(raw: bytes) -> ErrorResponse:
+    """The answer to JSON nested deeper than the decoder's recursion limit (about 1,000 levels), with the
+    request's id when a scan of its top level finds one (else null)."""
     return _error_response(
-        None,
+        top_level_id(raw),
         errors.ParseError(
             "Parse error: JSON nested too deeply (the limit is about 1,000 levels).", reason="too_deep"
         ),
@@ -268,7 +269,7 @@ class Session:
             self._reply(_error_response(None, errors.ParseError(f"Parse error: {exc}")))
             return
         except RecursionError:
-            self._reply(_too_deep())
+            self._reply(_too_deep(b""))  # a batch has no id
             return
         if not items:
             self._reply(_error_response(None, errors.InvalidRequest("Invalid request: empty batch")))
@@ -298,7 +299,7 @@ class Session:
         try:
             envelope = envelope_decoder.decode(raw)
         except RecursionError:
-            return _too_deep()
+            return _too_deep(raw)
         except msgspec.ValidationError as exc:
             return _error_response(None, errors.InvalidRequest(f"Invalid request: {exc}"))
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
