@@ -2,6 +2,7 @@
 
 Every error has a JSON-RPC ``code`` and a stable machine-readable ``kind`` (sent as ``data.kind``).
 Services raise these; ``error_for`` maps any exception to one of them, for every front (stdio, HTTP).
+Messages and ``data`` are clipped on construction, so no input echoed into an error can make it large.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ MAX_MESSAGE_CHARS = 4_000
 """An error message longer than this is cut in the middle: echoed input (a path, an id) must not make a
 reply, the log or ``system.health`` large."""
 MAX_DATA_CHARS = 2_000
-"""The same for each string in ``data`` (top level and one level into lists and objects)."""
+"""The same for each string in ``data`` (top level and one level into lists and objects; such lists keep
+their first 100 items)."""
 MAX_SHOWN_CHARS = 120
 """How much of an echoed value ``shown`` keeps."""
 
