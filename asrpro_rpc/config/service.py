@@ -119,15 +119,8 @@ class ConfigService:
                 f"The settings file {self.path} could not be read ({exc}); defaults are used.",
             )
             return
-        settings, problems = schema.parse_document(document)
-        if problems:
-            self._warn(
-                outcome,
-                "config_invalid",
-                f"Some settings in {self.path} are invalid and the defaults are used for them: "
-                f"{_errors_text(problems)}.",
-            )
-        self._settings, self._document, self._digest = settings, document, store.digest(data)
+        self._settings, self._document = self._parsed(document, outcome), document
+        self._digest = store.digest(data)
 
     def _load_initial(self, legacy_dirs: list[Path], outcome: _Outcome) -> None:
         found = store.read(self.path)
@@ -145,6 +138,13 @@ class ConfigService:
                 must_write = self._upgrade_in_place(document, outcome)
                 document = self._migrated(document, outcome)
                 self._digest, self._signature = store.digest(data), signature
+        settings = self._parsed(document, outcome)
+        self._settings, self._document = settings, document
+        if must_write:
+            self._write(schema.to_document(settings, document), None)
+
+    def _parsed(self, document: dict[str, Any], outcome: _Outcome) -> Settings:
+        """The settings ``document`` holds, defaults for invalid values (one warning names them all)."""
         settings, problems = schema.parse_document(document)
         if problems:
             self._warn(
@@ -153,9 +153,7 @@ class ConfigService:
                 f"Some settings in {self.path} are invalid and the defaults are used for them: "
                 f"{_errors_text(problems)}. Fix them with config.set or by editing the file.",
             )
-        self._settings, self._document = settings, document
-        if must_write:
-            self._write(schema.to_document(settings, document), None)
+        return settings
 
     def _migrated(self, document: dict[str, Any], outcome: _Outcome) -> dict[str, Any]:
         try:
