@@ -24,7 +24,6 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from .. import errors
 from .errors import HttpError
 from .guard import register_temp_file
 
@@ -219,16 +218,9 @@ async def read_upload(request: Request, max_file_bytes: int) -> UploadedForm:
         raise HttpError(
             400, "The client disconnected during the upload.", code="client_disconnected"
         ) from None
-    except OSError as exc:  # the scratch dir is full or read-only: say so, without its path
-        error = errors.error_for(exc)
-        raise type(error)(
-            f"The upload could not be stored on the server: {exc.strerror}. "
-            + ("Free some disk space and try again." if error.kind == "disk_full" else ""),
-            **({"resource": "disk"} if error.kind == "disk_full" else {}),
-        ) from None
     finally:
         if handle is not None:
-            with contextlib.suppress(OSError):  # already reported
+            with contextlib.suppress(OSError):  # a full disk was reported by the flush above
                 handle.close()
     return form
 
