@@ -2,14 +2,48 @@
 
 Every error has a JSON-RPC ``code`` and a stable machine-readable ``kind`` (sent as ``data.kind``).
 Services raise these; ``error_for`` maps any exception to one of them, for every front (stdio, HTTP).
+Messages and ``data`` are clipped on construction, so no input echoed into an error can make it large.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 from typing import Any, ClassVar
 
 log = logging.getLogger(__name__)
+
+MAX_MESSAGE_CHARS = 4_000
+"""An error message longer than this is cut in the middle: echoed input (a path, an id) must not make a
+reply, the log or ``system.health`` large."""
+MAX_DATA_CHARS = 2_000
+"""The same for each string in ``data`` (top level and one level into lists and objects; such lists keep
+their first 100 items)."""
+MAX_SHOWN_CHARS = 120
+"""How much of an echoed value ``shown`` keeps."""
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` itself, or its head and tail around a note of how much was left out."""
+    if len(text) <= limit:
+        return text
+    keep = max(limit - 40, 2)
+    return f"{text[: keep // 2]}…[{len(text) - keep:,} characters left out]…{text[-(keep // 2) :]}"
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` for a message, cut to ``MAX_SHOWN_CHARS``."""
+    return clip(repr(value), MAX_SHOWN_CHARS)
+
+
+def _clip_value(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, str):
+        return clip(value, MAX_DATA_CHARS)
+    if depth < 2 and isinstance(value, list):
+        return [_clip_value(item, depth + 1) for item in value[:100]]
+    if depth < 2 and isinstance(value, dict):
+        return {key: _clip_value(item, depth + 1) for key, item in value.items()}
+    return value
 
 
 class AsrproError(Exception):
@@ -19,9 +53,10 @@ class AsrproError(Exception):
     kind: ClassVar[str] = "internal_error"
 
     def __init__(self, message: str, **data: Any) -> None:
+        message = clip(message, MAX_MESSAGE_CHARS)
         super().__init__(message)
         self.message = message
-        self.data = data
+        self.data = {key: _clip_value(value) for key, value in data.items()}
 
     def wire_data(self) -> dict[str, Any]:
         """The ``data`` member of the JSON-RPC error object."""
@@ -192,9 +227,32 @@ def error_for(exc: BaseException) -> AsrproError:
         return exc
     if isinstance(exc, MemoryError):
         return OutOfMemory("Out of memory. Close other applications or use a smaller model.")
-    if isinstance(exc, FileNotFoundError):
-        return FileNotFound(f"File not found: {exc.filename or exc}")
-    if isinstance(exc, PermissionError):
-        return PermissionDenied(f"Permission denied: {exc.filename or exc}")
+    if isinstance(exc, OSError):
+        mapped = _os_error(exc)
+        if mapped is not None:
+            return mapped
     log.error("unexpected error", exc_info=exc)
     return InternalError(f"Internal error ({type(exc).__name__}: {exc}); details are in the sidecar log.")
+
+
+def _os_error(exc: OSError) -> AsrproError | None:
+    """The wire error for an OS refusal that says something about the request or the machine, if any."""
+    path = str(exc.filename) if exc.filename is not None else None
+    where = f" ({clip(path, MAX_SHOWN_CHARS)})" if path else ""
+    if isinstance(exc, FileNotFoundError):
+        return FileNotFound(f"File not found: {clip(path or str(exc), MAX_SHOWN_CHARS)}")
+    if isinstance(exc, PermissionError) or exc.errno == errno.EROFS:
+        why = "the file system is read-only" if exc.errno == errno.EROFS else "permission denied"
+        return PermissionDenied(f"The OS refused access{where}: {why}.", path=path)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return DiskFull(
+            f"Not enough disk space{where}: {exc.strerror}. Free some space and try again.",
+            resource="disk",
+            path=path,
+        )
+    if exc.errno == errno.ENAMETOOLONG:
+        return InvalidParams(
+            f"Path too long ({len(path or '')} characters): the OS refuses names this long.",
+            reason="name_too_long",
+        )
+    return None

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from asrpro_rpc.errors import AudioUnreadable, FileNotFound
+from asrpro_rpc.system.files import special_file_kind
 
 if TYPE_CHECKING:
     import av
@@ -106,6 +107,8 @@ def _check_file(path: str | os.PathLike[str]) -> Path:
         raise _unreadable(file, "permission_denied", "permission denied") from None
     if file.is_dir():
         raise _unreadable(file, "is_directory", "it is a directory, not a file")
+    if not file.is_file():
+        raise _unreadable(file, "not_a_regular_file", f"it is {special_file_kind(stat.st_mode)}, not a file")
     if stat.st_size == 0:
         raise _unreadable(file, "empty_file", "the file is empty (0 bytes)")
     return file

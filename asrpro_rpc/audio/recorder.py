@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EndReason = Literal["stopped", "max_duration", "device_lost"]
+EndReason = Literal["stopped", "max_duration", "device_lost", "disk_full"]
 LEVEL_INTERVAL_S = 0.05
 """``audio.level`` at most every 50 ms (~20 Hz)."""
 
@@ -134,15 +134,16 @@ class Recording:
     def start(self) -> None:
         """Create the file (and its journal entry) and start capturing; raises as InputCapture.start."""
         self._journal.parent.mkdir(parents=True, exist_ok=True)
-        self._journal.write_text(json.dumps({"path": str(self.path)}))
-        self._writer = WavWriter(
-            self.path, self.sample_rate_hz, channels=self.channels, sample_format=self.sample_format
-        )
         try:
+            self._journal.write_text(json.dumps({"path": str(self.path)}))
+            self._writer = WavWriter(
+                self.path, self.sample_rate_hz, channels=self.channels, sample_format=self.sample_format
+            )
             self._capture.start()
         except BaseException:
-            self._writer.close()
-            self.path.unlink(missing_ok=True)
+            if self._writer is not None:
+                self._writer.close()
+                self.path.unlink(missing_ok=True)
             self._journal.unlink(missing_ok=True)
             raise
 
@@ -159,7 +160,16 @@ class Recording:
             return
         if self.max_frames is not None:
             samples = samples[: max(0, self.max_frames - writer.frames_written)]
-        writer.write(samples)
+        try:
+            writer.write(samples)
+        except OSError as exc:  # the disk is full (or gone): keep what is written, a valid WAV
+            self._end_soon(
+                "disk_full",
+                f"The disk is full ({exc.strerror}); the recording stopped. "
+                f"The audio recorded so far is in {self.path}.",
+                "error",
+            )
+            return
         peak = float(np.max(np.abs(samples))) if len(samples) else 0.0
         squares = float(np.vdot(samples, samples))
         self._peak = max(self._peak, peak)

@@ -8,6 +8,7 @@ header update, :func:`repair_wav` recomputes the sizes from the file's length.
 
 from __future__ import annotations
 
+import errno
 import logging
 import struct
 from pathlib import Path
@@ -27,7 +28,8 @@ _PCM, _IEEE_FLOAT = 1, 3
 class WavWriter:
     """Appends float32 samples in -1..1 (``(frames,)`` or ``(frames, channels)``) as ``sample_format``.
 
-    The header is valid after every ``write``. Float files carry the ``fact`` chunk non-PCM WAVs need.
+    The header is valid after every ``write``; a write the disk can't hold raises OSError and leaves the
+    file as it was before it. Float files carry the ``fact`` chunk non-PCM WAVs need.
     """
 
     def __init__(
@@ -55,11 +57,15 @@ class WavWriter:
         chunks = b"fmt " + struct.pack("<I", len(fmt)) + fmt + fact
         self._fact_at = 12 + len(chunks) - 4 if fact else None
         self._data_at = 12 + len(chunks) + 8
-        self._file = path.open("wb")  # noqa: SIM115 - closed in close()
-        self._file.write(
-            b"RIFF" + struct.pack("<I", self._data_at - 8) + b"WAVE" + chunks + b"data" + bytes(4)
-        )
-        self._file.flush()
+        self._file = path.open("wb", buffering=0)  # noqa: SIM115 - closed in close()
+        try:
+            self._write_all(
+                b"RIFF" + struct.pack("<I", self._data_at - 8) + b"WAVE" + chunks + b"data" + bytes(4)
+            )
+        except OSError:
+            self._file.close()
+            path.unlink(missing_ok=True)
+            raise
 
     def write(self, samples: npt.NDArray[np.float32]) -> None:
         import numpy as np
@@ -68,8 +74,13 @@ class WavWriter:
             data = np.clip(np.rint(samples * 32767.0), -32768, 32767).astype("<i2")
         else:
             data = np.clip(samples, -1.0, 1.0).astype("<f4")
-        self._file.seek(0, 2)
-        self._file.write(data.tobytes())
+        good_bytes = self._data_at + self.frames_written * self._block_align
+        self._file.seek(good_bytes)
+        try:
+            self._write_all(data.tobytes())
+        except OSError:  # a full disk: the file keeps every whole chunk before this one, and stays valid
+            self._file.truncate(good_bytes)
+            raise
         self.frames_written += len(data)
         data_bytes = self.frames_written * self._block_align
         self._file.seek(4)
@@ -79,7 +90,15 @@ class WavWriter:
             self._file.write(struct.pack("<I", self.frames_written))
         self._file.seek(self._data_at - 4)
         self._file.write(struct.pack("<I", data_bytes))
-        self._file.flush()
+
+    def _write_all(self, data: bytes) -> None:
+        """Write ``data`` at the current offset; raises OSError (ENOSPC…) if not all of it fits."""
+        view = memoryview(data)
+        while view:
+            written = self._file.write(view)
+            if not written:
+                raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+            view = view[written:]
 
     def close(self) -> None:
         self._file.close()

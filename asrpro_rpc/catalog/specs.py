@@ -227,10 +227,11 @@ def find_spec(model_id: str, specs: Iterable[ModelSpec] = BUILTIN_MODELS) -> Mod
         return by_id[model_id]
     except KeyError:
         pass
-    matches = difflib.get_close_matches(model_id, list(by_id), n=3, cutoff=0.6)
+    matches = difflib.get_close_matches(model_id[:200], list(by_id), n=3, cutoff=0.6)
     hint = f" Did you mean {', '.join(repr(m) for m in matches)}?" if matches else ""
     raise errors.ModelNotFound(
-        f"Unknown model {model_id!r}.{hint} List the models with `asrpro models list` (RPC: models.list).",
+        f"Unknown model {errors.shown(model_id)}.{hint} "
+        "List the models with `asrpro models list` (RPC: models.list).",
         model_id=model_id,
         suggestions=matches,
     )

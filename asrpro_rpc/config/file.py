@@ -141,6 +141,8 @@ def decode(data: bytes) -> dict[str, Any]:
         document = msgspec.json.decode(data)
     except msgspec.DecodeError as exc:
         raise ValueError(_located(str(exc), data) if data.strip() else "the file is empty") from None
+    except RecursionError:
+        raise ValueError("JSON nested too deeply (the limit is about 1,000 levels)") from None
     if not isinstance(document, dict):
         raise ValueError(f"expected a JSON object, found {type(document).__name__}")
     return document

@@ -59,6 +59,8 @@ class ConfigService:
         self.lock_timeout_s = lock_timeout_s
         self.warnings: list[NotificationMessage] = []
         """Warnings raised by ``open`` (recovery, migration, invalid values), to send once a host listens."""
+        self.unwritable: str | None = None
+        """Why the settings can't be saved (a read-only or full directory), until a save succeeds."""
         self._settings = Settings()
         self._document: dict[str, Any] = {}
         self._digest: str | None = None
@@ -83,16 +85,42 @@ class ConfigService:
                 for temp in store.remove_stale_temp_files(config_dir):
                     log.info("removed a temp file left by an interrupted write", extra={"path": str(temp)})
                 service._load_initial(list(legacy_dirs), outcome)
-        except (OSError, errors.Busy) as exc:  # keep the sidecar usable: it can run on what was read
+        except (OSError, errors.Busy) as exc:  # keep the sidecar usable on what the file says
             reason = exc.message if isinstance(exc, errors.Busy) else f"{type(exc).__name__}: {exc}"
+            service.unwritable = reason
+            if service._signature is None:
+                service._load_read_only(outcome)
             service._warn(
                 outcome,
                 "config_unavailable",
-                f"The settings in {service.path} could not be loaded or saved ({reason}); "
-                "changes may not be saved until this is fixed.",
+                f"The settings in {service.path} could not be saved ({reason}); the settings in the file "
+                "are used, and changes can't be saved until this is fixed.",
             )
         service.warnings = outcome.warnings
         return service
+
+    def _load_read_only(self, outcome: _Outcome) -> None:
+        """Read the file without locking, writing or moving anything (the directory can't be written)."""
+        try:
+            found = store.read(self.path)
+        except OSError:  # config_unavailable says so; defaults are used
+            return
+        if found is None:
+            return
+        data, signature = found
+        self._signature = signature
+        try:
+            document = self._migrated(store.decode(data), outcome)
+        except ValueError as exc:
+            self._rejected_digest = store.digest(data)
+            self._warn(
+                outcome,
+                "config_corrupt",
+                f"The settings file {self.path} could not be read ({exc}); defaults are used.",
+            )
+            return
+        self._settings, self._document = self._parsed(document, outcome), document
+        self._digest = store.digest(data)
 
     def _load_initial(self, legacy_dirs: list[Path], outcome: _Outcome) -> None:
         found = store.read(self.path)
@@ -110,6 +138,13 @@ class ConfigService:
                 must_write = self._upgrade_in_place(document, outcome)
                 document = self._migrated(document, outcome)
                 self._digest, self._signature = store.digest(data), signature
+        settings = self._parsed(document, outcome)
+        self._settings, self._document = settings, document
+        if must_write:
+            self._write(schema.to_document(settings, document), None)
+
+    def _parsed(self, document: dict[str, Any], outcome: _Outcome) -> Settings:
+        """The settings ``document`` holds, defaults for invalid values (one warning names them all)."""
         settings, problems = schema.parse_document(document)
         if problems:
             self._warn(
@@ -118,9 +153,7 @@ class ConfigService:
                 f"Some settings in {self.path} are invalid and the defaults are used for them: "
                 f"{_errors_text(problems)}. Fix them with config.set or by editing the file.",
             )
-        self._settings, self._document = settings, document
-        if must_write:
-            self._write(schema.to_document(settings, document), None)
+        return settings
 
     def _migrated(self, document: dict[str, Any], outcome: _Outcome) -> dict[str, Any]:
         try:
@@ -263,14 +296,19 @@ class ConfigService:
     def _commit(self, change: Callable[[Settings], Settings]) -> _Outcome:
         """Read-modify-write under the lock, starting from what is on disk now (another writer's edits)."""
         outcome = _Outcome()
-        with self._mutex, self._file_lock():
-            old = self._settings
-            found = store.read(self.path)
-            current, document = self._on_disk(found, outcome)
-            new = change(current)
-            self._write(schema.to_document(new, document), found)
-            self._settings = new
-            outcome.changed = schema.changed_keys(old, new)
+        try:
+            with self._mutex, self._file_lock():
+                old = self._settings
+                found = store.read(self.path)
+                current, document = self._on_disk(found, outcome)
+                new = change(current)
+                self._write(schema.to_document(new, document), found)
+                self._settings = new
+                outcome.changed = schema.changed_keys(old, new)
+        except OSError as exc:  # the settings in force stay; system.health says why they can't be saved
+            self.unwritable = f"{type(exc).__name__}: {exc}"
+            raise
+        self.unwritable = None
         return outcome
 
     def _on_disk(

@@ -74,7 +74,7 @@ class AudioSettings(msgspec.Struct, frozen=True, kw_only=True):
     """A recording's WAV sample format."""
     quality: Literal["low", "medium", "high"] = "high"
     """The resampler's filter whenever the sidecar converts rates (``high``: the least aliasing)."""
-    input_device: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    input_device: Annotated[str, msgspec.Meta(min_length=1, max_length=512)] | None = None
     """Input device id or name (``audio.devices``); ``None`` uses the system default."""
 
 
@@ -86,7 +86,7 @@ class ModelSettings(msgspec.Struct, frozen=True, kw_only=True):
     auto_unload_timeout_s: Annotated[float, msgspec.Meta(ge=0, le=7 * 24 * 3600)] = 300.0
     """Idle time before the model is unloaded (0 = right after each request)."""
     prefer_gpu: bool = True
-    cache_directory: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    cache_directory: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)] | None = None
     """Where models are stored; ``None`` is the platform cache dir (see ``cache_path``)."""
 
     def cache_path(self) -> Path:

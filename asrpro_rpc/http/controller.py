@@ -123,12 +123,13 @@ class HttpController:
     async def start(self, request: HttpStartRequest) -> HttpStatus:
         async with self._lock:
             settings = self.services.config.settings.server
-            host = request.host or settings.host
+            asked_host = None if request.host is None else _unbracketed(request.host)
+            host = asked_host or _unbracketed(settings.host)
             port = settings.port if request.port is None else request.port
             running = self._running
             if running is not None:
                 options = running.state.options
-                if request.host in (None, options.host) and request.port in (None, options.port):
+                if asked_host in (None, options.host) and request.port in (None, options.port):
                     return self.status()
                 raise errors.Busy(
                     f"The HTTP server is already running at {running.url}; call http.stop first.",
@@ -271,13 +272,18 @@ def _quiet_server_class(uvicorn: Any) -> Any:
     return Server
 
 
+def _unbracketed(host: str) -> str:
+    """``[::1]`` → ``::1``: hosts are kept bare, and bracketed only in URLs."""
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
 def _url(host: str, port: int) -> str:
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}"
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    address = "127.0.0.1" if host == "localhost" else host.strip("[]")
+    address = "127.0.0.1" if host == "localhost" else host
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     # proto=IPPROTO_TCP matters: asyncio turns Nagle off (TCP_NODELAY) only on sockets that say they are
     # TCP, and with Nagle on every keep-alive response waited ~40 ms for the client's delayed ACK.

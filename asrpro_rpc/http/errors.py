@@ -8,6 +8,8 @@ kind. Errors only HTTP has (auth, size, media type, form) are :class:`HttpError`
 from __future__ import annotations
 
 import logging
+import re
+import tempfile
 from typing import Any, NamedTuple
 
 from fastapi import FastAPI, Request
@@ -98,12 +100,17 @@ def http_error_of(exc: BaseException) -> HttpError:
     param = error.data.get("param") or error.data.get("field")
     return HttpError(
         mapping.status,
-        error.message,
+        _without_scratch_paths(error.message),
         code=error.kind,
         param=param if isinstance(param, str) else None,
         type=mapping.type,
         headers=headers,
     )
+
+
+def _without_scratch_paths(message: str) -> str:
+    """``message`` with paths in the sidecar's private temp dir (uploads) named as what they are."""
+    return re.sub(re.escape(tempfile.gettempdir()) + r"/[^\s:,;'\"]*", "the uploaded file", message)
 
 
 def error_response(exc: BaseException) -> JSONResponse:

@@ -10,6 +10,7 @@ the request ends however it ends. The content is then probed with PyAV, not trus
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -20,7 +21,7 @@ from typing import IO, Any
 
 import anyio
 from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 from .errors import HttpError
@@ -196,8 +197,15 @@ async def read_upload(request: Request, max_file_bytes: int) -> UploadedForm:
             multipart.write(chunk)
             if parser.pending_bytes >= _WRITE_BATCH_BYTES:
                 await _flush(parser, handle)
-        multipart.finalize()
+        if multipart.state != MultipartState.END:
+            raise HttpError(
+                400,
+                "The multipart body ended before its closing boundary: the upload is incomplete.",
+                code="incomplete_form",
+            )
         await _flush(parser, handle)
+        if handle is not None:
+            await anyio.to_thread.run_sync(handle.flush)  # a full disk fails here, not at close
     except _TooLarge:
         await _drain(chunks, drain_limit)
         raise _too_large(max_file_bytes) from None
@@ -212,7 +220,8 @@ async def read_upload(request: Request, max_file_bytes: int) -> UploadedForm:
         ) from None
     finally:
         if handle is not None:
-            handle.close()
+            with contextlib.suppress(OSError):  # a full disk was reported by the flush above
+                handle.close()
     return form
 
 

@@ -29,6 +29,7 @@ from .messages import (
     batch_decoder,
     encoder,
     envelope_decoder,
+    top_level_id,
 )
 from .transport import MAX_LINE_BYTES, LineTooLong
 
@@ -58,6 +59,17 @@ _cancel_decoder = msgspec.json.Decoder(CancelParams)
 
 def _error_response(request_id: RequestId, exc: errors.AsrproError) -> ErrorResponse:
     return ErrorResponse(id=request_id, error=ErrorObject(exc.code, exc.message, exc.wire_data()))
+
+
+def _too_deep(raw: bytes) -> ErrorResponse:
+    """The answer to JSON nested deeper than the decoder's recursion limit (about 1,000 levels), with the
+    request's id when a scan of its top level finds one (else null)."""
+    return _error_response(
+        top_level_id(raw),
+        errors.ParseError(
+            "Parse error: JSON nested too deeply (the limit is about 1,000 levels).", reason="too_deep"
+        ),
+    )
 
 
 def _params_error(exc: msgspec.ValidationError | msgspec.DecodeError) -> errors.InvalidParams:
@@ -232,7 +244,7 @@ class Session:
             self._start_batch(stripped)
             return
         outcome = self._accept(stripped)
-        if isinstance(outcome, ErrorResponse):
+        if isinstance(outcome, (Response, ErrorResponse)):
             self._reply(outcome)
         elif outcome is not None:
             self._start(self._run_and_reply, outcome)
@@ -256,14 +268,19 @@ class Session:
         except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
             self._reply(_error_response(None, errors.ParseError(f"Parse error: {exc}")))
             return
+        except RecursionError:
+            self._reply(_too_deep(b""))  # a batch has no id
+            return
         if not items:
             self._reply(_error_response(None, errors.InvalidRequest("Invalid request: empty batch")))
             return
         outcomes = [self._accept(bytes(item)) for item in items]  # accepted or refused in order, now
         self._start(self._run_batch, [outcome for outcome in outcomes if outcome is not None])
 
-    async def _run_batch(self, outcomes: list[ErrorResponse | _Call]) -> None:
-        replies = [outcome for outcome in outcomes if isinstance(outcome, ErrorResponse)]
+    async def _run_batch(self, outcomes: list[Response | ErrorResponse | _Call]) -> None:
+        replies: list[Response | ErrorResponse] = [
+            outcome for outcome in outcomes if not isinstance(outcome, _Call)
+        ]
 
         async def run_one(call: _Call) -> None:
             reply = await self._run(call)
@@ -277,10 +294,12 @@ class Session:
         if replies:
             self._send(encoder.encode(replies) + b"\n")
 
-    def _accept(self, raw: bytes) -> ErrorResponse | _Call | None:
-        """Validate an envelope and its params: an error reply, a call to run, or None (handled)."""
+    def _accept(self, raw: bytes) -> Response | ErrorResponse | _Call | None:
+        """Validate an envelope and its params: a reply now, a call to run, or None (handled)."""
         try:
             envelope = envelope_decoder.decode(raw)
+        except RecursionError:
+            return _too_deep(raw)
         except msgspec.ValidationError as exc:
             return _error_response(None, errors.InvalidRequest(f"Invalid request: {exc}"))
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:
@@ -305,24 +324,26 @@ class Session:
             problem = 'Invalid request: "params" must be an object or an array'
         if problem:
             return _error_response(reply_id, errors.InvalidRequest(problem))
-        if envelope.method == CANCEL_METHOD:
+        if envelope.method == CANCEL_METHOD:  # a notification; sent as a request, it is answered null
             self._cancel(params)
-            return None
+            return None if is_notification else Response(id=reply_id, result=None)
         method = self.methods.get(envelope.method)
         if method is None:
             if is_notification:
-                log.info("unknown notification ignored", extra={"method": envelope.method})
+                log.info("unknown notification ignored", extra={"method": errors.shown(envelope.method)})
                 return None
             return _error_response(
                 reply_id,
                 errors.MethodNotFound(
-                    f"Method not found: {envelope.method!r}. Call rpc.discover for the list of methods.",
+                    f"Method not found: {errors.shown(envelope.method)}. "
+                    "Call rpc.discover for the list of methods.",
                     method=envelope.method,
                 ),
             )
         if not is_notification and request_id is not None and request_id in self._inflight:
             return _error_response(
-                None, errors.InvalidRequest(f"Invalid request: id {request_id!r} is already in use")
+                None,
+                errors.InvalidRequest(f"Invalid request: id {errors.shown(request_id)} is already in use"),
             )
         try:
             if not self.accepting and method.name not in LIFECYCLE_METHODS:
@@ -344,7 +365,7 @@ class Session:
     def _cancel(self, params: bytes) -> None:
         try:
             target = _cancel_decoder.decode(params).id
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             log.info("malformed $/cancelRequest ignored")
             return
         call = self._inflight.get(target)
@@ -404,3 +425,5 @@ def _decode_params(method: RpcMethod, params: bytes) -> Any:
         return method.decoder.decode(body)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise _params_error(exc) from None
+    except RecursionError:
+        raise errors.InvalidParams("Invalid params: nested too deeply.", reason="too_deep") from None

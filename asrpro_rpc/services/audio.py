@@ -25,7 +25,7 @@ from ..audio.permissions import MicrophonePermission, PermissionProbe, check_per
 from ..audio.recorder import Recording, RecordingResult, recover_interrupted
 from ..audio.wavfile import SampleFormat
 from ..config.settings import AudioSettings
-from ..errors import DeviceUnavailable, InvalidParams, NotFound
+from ..errors import DeviceUnavailable, InvalidParams, NotFound, shown
 from ..events import NotificationMessage, Notify
 from ..system.paths import APP_NAME
 
@@ -43,7 +43,7 @@ def recordings_dir() -> Path:
 class RecordStartParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``audio.record.start``."""
 
-    device: str | None = None
+    device: Annotated[str, msgspec.Meta(max_length=512)] | None = None
     """A device id or name from ``audio.devices``; omitted: ``audio.input_device``, else the default input."""
     path: str | None = None
     """The WAV file to write (parent directories are created); omitted: a new file in the recordings dir."""
@@ -193,7 +193,9 @@ class AudioService:
         with self._lock:
             recording = self._recordings.pop(recording_id, None)
         if recording is None:
-            raise NotFound(f"No recording {recording_id!r}: it was never started or was already stopped.")
+            raise NotFound(
+                f"No recording {shown(recording_id)}: it was never started or was already stopped."
+            )
         return recording.stop()
 
     def finished(self, recording_id: str) -> bool:

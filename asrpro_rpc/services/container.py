@@ -62,7 +62,10 @@ class App:
         self.downloads = DownloadService(self.store)
         self.models.fetch = self.downloads.fetch_for_load  # whisper-*/parakeet-* download on first use
         self.system = SystemService(
-            models_dir=self.store.models_dir, engine_status=self.models.status, notify=self.notify
+            models_dir=self.store.models_dir,
+            engine_status=self.models.status,
+            notify=self.notify,
+            settings_unwritable=lambda: self.config.unwritable,
         )
         self.models.before_load = self.system.check_before_load
         self.listeners.append(self.system.observe)

@@ -30,7 +30,7 @@ from ..events import NotificationMessage, Notify, StreamFinal, StreamPartial
 from ..streaming.processor import EndReason, StreamProcessor, StreamTuning, Utterance
 from ..streaming.session import LiveStream, StreamSummary
 from ..streaming.vad import SAMPLE_RATE_HZ, GateTuning, SileroVad
-from ..transcripts.types import Segment, TranscribeOptions, Word
+from ..transcripts.types import Segment, Temperatures, TranscribeOptions, Word
 from ..transcripts.vocabulary import Vocabulary
 from .audio import input_device_error
 from .models import ModelManager, run_blocking
@@ -47,7 +47,7 @@ class StreamStartParams(TranscribeOptions, kw_only=True, frozen=True, forbid_unk
     """
 
     source: Literal["push", "microphone"] = "push"
-    device: str | None = None
+    device: Annotated[str, msgspec.Meta(max_length=512)] | None = None
     """Microphone id or name (``audio.devices``); omitted: ``audio.input_device``, else the default input."""
     model: str | None = None
     encoding: Encoding = "pcm16"
@@ -61,7 +61,7 @@ class StreamStartParams(TranscribeOptions, kw_only=True, frozen=True, forbid_unk
     """Longer utterances are finalized at their last stable sentence end, keeping decodes short."""
     vad_threshold: Annotated[float, msgspec.Meta(gt=0.0, lt=1.0)] = 0.5
     beam_size: Annotated[int, msgspec.Meta(ge=1, le=20)] = 1
-    temperature: float | list[float] | None = 0.0
+    temperature: Temperatures = 0.0
     condition_on_previous_text: bool = False
 
     def decode_options(self) -> TranscribeOptions:
@@ -247,7 +247,8 @@ class StreamingService:
         stream = self._streams.get(stream_id)
         if stream is None:
             raise errors.NotFound(
-                f"No open stream {stream_id!r}: it was never started, or it was stopped or cancelled.",
+                f"No open stream {errors.shown(stream_id)}: "
+                "it was never started, or it was stopped or cancelled.",
                 stream_id=stream_id,
             )
         return stream

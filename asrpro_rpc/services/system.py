@@ -20,6 +20,7 @@ import psutil
 
 from .. import __version__
 from ..catalog.specs import ModelSpec
+from ..errors import clip
 from ..events import NotificationMessage, Notify
 from ..system import files
 from ..system.hardware import GpuMemory, probe_gpu_memory
@@ -42,7 +43,7 @@ class LastError(msgspec.Struct, frozen=True, kw_only=True):
 
 class HealthResult(msgspec.Struct, frozen=True, kw_only=True):
     status: Literal["ok", "degraded"]
-    """``degraded``: memory or disk is low right now (see ``warnings``)."""
+    """``degraded``: memory or disk is low, or the settings can't be saved, right now (see ``warnings``)."""
     version: str
     pid: int
     uptime_s: float
@@ -85,6 +86,8 @@ class ResourcesResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 GpuProbe = Callable[[], list[GpuMemory]]
+LAST_ERROR_CHARS = 300
+"""``last_error.message`` is cut to this: ``system.health`` stays small whatever a request echoed."""
 
 
 class SystemService:
@@ -98,8 +101,10 @@ class SystemService:
         notify: Notify,
         gpu_probe: GpuProbe = probe_gpu_memory,
         memory_probe: Callable[[], MemoryUsage] | None = None,
+        settings_unwritable: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.models_dir = models_dir
+        self._settings_unwritable = settings_unwritable
         self._engine_status = engine_status
         self._notify = notify
         self._gpu_probe = gpu_probe
@@ -115,7 +120,7 @@ class SystemService:
     def record_error(self, kind: str, message: str) -> None:
         """Remember an error for ``system.health`` (thread-safe)."""
         with self._lock:
-            self._last_error = LastError(kind=kind, message=message, at_s=time.time())
+            self._last_error = LastError(kind=kind, message=clip(message, LAST_ERROR_CHARS), at_s=time.time())
 
     def observe(self, method: str, params: msgspec.Struct) -> None:
         """A notification listener: error-level notifications become the last error."""
@@ -125,6 +130,9 @@ class SystemService:
     # --- queries -------------------------------------------------------------------------------------
     def health(self) -> HealthResult:
         warnings = self._pressure_warnings()
+        unwritable = self._settings_unwritable()
+        if unwritable is not None:
+            warnings.append(f"Settings can't be saved ({clip(unwritable, LAST_ERROR_CHARS)}).")
         return HealthResult(
             status="degraded" if warnings else "ok",
             version=__version__,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from .. import errors
 from ..audio.decode import probe_duration_s
 from ..engines.base import SegmentSink
 from ..engines.host.priority import priority_of
+from ..system.files import special_file_kind
 from ..transcripts.cleanup import postprocess
 from ..transcripts.formats import render
 from ..transcripts.types import (
@@ -72,18 +74,28 @@ class TranscriptionResult(msgspec.Struct, frozen=True, kw_only=True, omit_defaul
 
 def check_audio_path(path: str) -> Path:
     """Fail early (before any model loads) on paths that can't be audio."""
+    if not path.strip():
+        raise errors.InvalidParams("Invalid params: path is empty; pass an audio file's path.", field="path")
     file = Path(os.path.expanduser(path))
-    if not file.exists():
+    try:
+        info = file.stat()
+    except FileNotFoundError:
         raise errors.FileNotFound(
             f"File not found: {file}. Check the path (it is read on this machine).", path=path
-        )
-    if file.is_dir():
+        ) from None
+    if stat.S_ISDIR(info.st_mode):
         raise errors.AudioUnreadable(
             f"{file} is a directory, not an audio file.", path=path, reason="is_directory"
         )
+    if not stat.S_ISREG(info.st_mode):
+        raise errors.AudioUnreadable(
+            f"{file} is {special_file_kind(info.st_mode)}, not a regular file; save the audio to a file.",
+            path=path,
+            reason="not_a_regular_file",
+        )
     if not os.access(file, os.R_OK):
         raise errors.PermissionDenied(f"Cannot read {file}: permission denied.", path=path)
-    if file.stat().st_size == 0:
+    if info.st_size == 0:
         raise errors.AudioUnreadable(f"{file} is empty (0 bytes).", path=path, reason="empty_file")
     return file
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -21,6 +22,19 @@ from asrpro_rpc import errors
 TEMP_SUFFIX = ".tmp"
 FREE_SPACE_MARGIN_BYTES = 64 << 20
 """Left free beyond what a write needs (logs, settings, other programs)."""
+
+
+def special_file_kind(mode: int) -> str:
+    """What a file that isn't a regular file or a directory is, for messages ("a FIFO (named pipe)")."""
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
 
 
 def temp_prefix(path: Path) -> str:

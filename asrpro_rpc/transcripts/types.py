@@ -17,6 +17,13 @@ Task = Literal["transcribe", "translate"]
 ResponseFormat = Literal["json", "verbose_json", "text", "srt", "vtt"]
 Granularity = Literal["segment", "word"]
 Priority = Literal["interactive", "background"]
+Temperature = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+"""A sampling temperature: 0..1, as OpenAI's API allows."""
+Temperatures = Temperature | Annotated[list[Temperature], msgspec.Meta(min_length=1, max_length=10)] | None
+"""One temperature or a fallback ladder of up to 10."""
+Prompt = Annotated[str, msgspec.Meta(max_length=4096)]
+"""Text that conditions the decoder (Whisper uses its last 223 tokens)."""
+LanguageCode = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
 
 
 class Word(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -73,10 +80,10 @@ class TranscribeOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     ``min_confidence`` drops segments whose average log-probability is below it (post-processing).
     """
 
-    language: str | None = None
+    language: LanguageCode | None = None
     task: Task = "transcribe"
-    prompt: str | None = None
-    temperature: float | list[float] | None = None
+    prompt: Prompt | None = None
+    temperature: Temperatures = None
     beam_size: Annotated[int, msgspec.Meta(ge=1, le=20)] = 5
     best_of: Annotated[int, msgspec.Meta(ge=1, le=20)] = 5
     vad_filter: bool = True

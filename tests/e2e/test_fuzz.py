@@ -59,3 +59,91 @@ def test_random_lines_never_break_the_wire(fuzz_sidecar: Sidecar, batch: list[by
             assert message["result"]["pong"] is True
             break
     assert fuzz_sidecar.process.poll() is None
+
+
+DEEP = 100_000
+HUGE = "x" * (5 << 20)
+LONG_PATH = "/" + "/".join(["d" * 200] * 30)  # 6 KB: over PATH_MAX (4096)
+MAX_REPLY_BYTES = 16_000
+HOSTILE: list[tuple[str, bytes, int, object]] = [
+    # (what, line, error code (0: a result), the reply's id: a deep request's is found by a bounded scan)
+    (
+        "deep params",
+        b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"a":' + b"[" * DEEP + b"]" * DEEP + b"}}",
+        -32700,
+        1,
+    ),
+    ("deep id", b'{"jsonrpc":"2.0","id":' + b"[" * DEEP + b"]" * DEEP + b',"method":"ping"}', -32700, None),
+    ("deep batch", b"[" * DEEP + b"]" * DEEP, -32700, None),
+    (
+        "deep in a batch",
+        b'[{"jsonrpc":"2.0","id":1,"method":' + b"[" * DEEP + b"]" * DEEP + b"}]",
+        -32700,
+        None,
+    ),
+    ("huge method", msgspec.json.encode({"jsonrpc": "2.0", "id": 2, "method": HUGE}), -32601, 2),
+    (
+        "huge model id",
+        msgspec.json.encode({"jsonrpc": "2.0", "id": 3, "method": "models.get", "params": {"model": HUGE}}),
+        -32001,
+        3,
+    ),
+    (
+        "huge stream id",
+        msgspec.json.encode(
+            {"jsonrpc": "2.0", "id": 4, "method": "stream.stop", "params": {"stream_id": HUGE}}
+        ),
+        -32014,
+        4,
+    ),
+    (
+        "huge path",
+        msgspec.json.encode(
+            {"jsonrpc": "2.0", "id": 5, "method": "transcribe.file", "params": {"path": "/" + HUGE}}
+        ),
+        -32602,
+        5,
+    ),
+    (
+        "path over PATH_MAX",
+        msgspec.json.encode(
+            {"jsonrpc": "2.0", "id": 6, "method": "transcribe.file", "params": {"path": LONG_PATH}}
+        ),
+        -32602,
+        6,
+    ),
+    (
+        "huge unknown field",
+        msgspec.json.encode({"jsonrpc": "2.0", "id": 7, "method": "ping", "params": {HUGE: 1}}),
+        -32602,
+        7,
+    ),
+    ("huge in-flight id", msgspec.json.encode({"jsonrpc": "2.0", "id": HUGE, "method": "ping"}), 0, HUGE),
+]
+
+
+@pytest.mark.parametrize(
+    ("line", "code", "reply_id"), [case[1:] for case in HOSTILE], ids=[case[0] for case in HOSTILE]
+)
+def test_deep_nesting_and_huge_strings_get_small_answers(
+    fuzz_sidecar: Sidecar, line: bytes, code: int, reply_id: object
+) -> None:
+    """Input at the decoder's limits costs only itself: a stable error, a reply of bounded size, no
+    traceback, and ``system.health`` stays small."""
+    seen = len(fuzz_sidecar.raw_lines)
+    fuzz_sidecar.write(line + b"\n")
+    reply = fuzz_sidecar.response()
+    if isinstance(reply, list):  # a batch answers an array of one
+        [reply] = reply
+    assert reply["id"] == reply_id
+    reply_bytes = max(len(raw) for raw in fuzz_sidecar.raw_lines[seen:])
+    if code:
+        assert reply["error"]["code"] == code, reply["error"]
+        assert "Traceback" not in reply["error"]["message"]
+        assert "RecursionError" not in reply["error"]["message"]
+        assert reply_bytes < MAX_REPLY_BYTES, reply_bytes
+    else:  # a valid request echoes its own id, and only that
+        assert reply["result"]["pong"] is True
+    health = fuzz_sidecar.call("system.health")
+    assert len(msgspec.json.encode(health)) < 4_000
+    assert fuzz_sidecar.process.poll() is None

@@ -21,6 +21,7 @@ from websockets.sync.client import connect as ws_connect
 from asrpro_rpc.errors import ERROR_TYPES
 from asrpro_rpc.http.errors import BY_KIND
 from tests.support.models import auto_whisper_device
+from tests.support.mounts import inside, namespaced, needs_mounts
 from tests.support.sidecar import Sidecar
 from tests.support.waiting import wait_until
 
@@ -495,3 +496,63 @@ def test_listening_socket_turns_nagle_off() -> None:
             with accepted:
                 assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
                 assert client
+
+
+# --- hostile uploads and faults --------------------------------------------------------------------
+def test_unterminated_multipart_body_is_refused(shim: Shim, empty_file: Path) -> None:
+    body = (
+        b'--b0undary\r\nContent-Disposition: form-data; name="model"\r\n\r\ntiny\r\n'
+        b'--b0undary\r\nContent-Disposition: form-data; name="file"; filename="x.wav"\r\n\r\n'
+        + os.urandom(4096)
+    )
+    response = shim.post(
+        "/v1/audio/transcriptions",
+        content=body,
+        headers={"Content-Type": "multipart/form-data; boundary=b0undary"},
+    )
+    assert response.status_code == 400 and response.json()["error"]["code"] == "incomplete_form"
+    with empty_file.open("rb") as file:  # errors about an upload never show the server's temp path
+        response = shim.post(
+            "/v1/audio/transcriptions", files={"file": ("e.wav", file)}, data={"model": "tiny"}
+        )
+    assert response.status_code == 400
+    assert str(shim.tmp_dir) not in response.text and "uploaded file" in response.json()["error"]["message"]
+    assert shim.upload_files() == []
+
+
+@needs_mounts
+def test_upload_to_a_full_disk_answers_507_without_the_temp_path(tmp_path: Path) -> None:
+    """The sidecar's temp dir on a 256 KiB tmpfs: a 900 KB upload can't be stored."""
+    (tmp_path / "config").mkdir()
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    (tmp_path / "config" / "config.json").write_text(
+        json.dumps({"schema_version": 1, "server": {"api_token": TOKEN}})
+    )
+    env = {"ASRPRO_CONFIG_DIR": str(tmp_path / "config"), "TMPDIR": str(scratch), "ASRPRO_LOG_LEVEL": "info"}
+    argv = namespaced("--allow-multiple", "--http", "127.0.0.1:0", tmpfs=[(scratch, 256 << 10)])
+    sidecar = Sidecar(env=env, argv=argv)
+    try:
+        url = wait_until(lambda: sidecar.call("http.status")["url"])
+        response = httpx.post(
+            f"{url}/v1/audio/transcriptions",
+            headers=AUTH,
+            files={"file": ("big.wav", os.urandom(900_000))},
+            data={"model": "whisper-1"},
+            timeout=60,
+        )
+        assert response.status_code == 507, response.text
+        error = response.json()["error"]
+        assert error["code"] == "disk_full" and str(scratch) not in error["message"]
+        assert not list(inside(sidecar.process.pid, scratch).rglob("asrpro-upload-*"))
+        assert sidecar.call("ping")["pong"]
+    finally:
+        sidecar.kill()
+
+
+def test_http_start_takes_a_bracketed_ipv6_host(bare: Sidecar) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    status = bare.call("http.start", {"host": "[::1]", "port": 0})
+    assert status["url"] == f"http://[::1]:{status['port']}"
+    assert httpx.get(f"{status['url']}/health", timeout=10).status_code == 200

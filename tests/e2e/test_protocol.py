@@ -84,6 +84,15 @@ def test_cancel_request_answers_minus_32800(sidecar: Sidecar) -> None:
     assert sidecar.call("ping")["pong"]
 
 
+def test_cancel_request_sent_with_an_id_is_answered_null(sidecar: Sidecar) -> None:
+    slow = sidecar.request("ping", {"delay_s": 60})
+    sidecar.call("ping")  # the slow one is running
+    assert sidecar.call("$/cancelRequest", {"id": slow}) is None
+    assert sidecar.response(slow)["error"]["code"] == -32800
+    sidecar.write(b'[{"jsonrpc":"2.0","id":"c","method":"$/cancelRequest","params":{"id":999}}]\n')
+    assert sidecar.next_message() == [{"jsonrpc": "2.0", "id": "c", "result": None}]
+
+
 def test_batch_and_notifications(sidecar: Sidecar) -> None:
     sidecar.write(
         b'[{"jsonrpc":"2.0","id":"a","method":"ping"},{"jsonrpc":"2.0","method":"ping"},'

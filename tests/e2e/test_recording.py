@@ -14,18 +14,20 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.support.mounts import inside, namespaced, needs_mounts
 from tests.support.sidecar import Sidecar
 from tests.support.signals import at_48k, best_correlation, left_only
 from tests.support.virtual_mic import VirtualMic, drop_client_streams, source_output_specs, stereo_sink
 
 
-def _sidecar(mic: VirtualMic, tmp_path: Path) -> Sidecar:
+def _sidecar(mic: VirtualMic, tmp_path: Path, argv: list[str] | None = None) -> Sidecar:
     return Sidecar(
         env={
             **mic.env,
             "ASRPRO_RECORDINGS_DIR": str(tmp_path / "recordings"),
             "ASRPRO_CONFIG_DIR": str(tmp_path / "config"),
-        }
+        },
+        argv=argv,
     )
 
 
@@ -299,5 +301,38 @@ def test_a_missing_input_device_setting_says_where_it_came_from(
             "audio.record.start", {"device": f"pulse:{virtual_mic.source}", "levels": False}
         )
         sidecar.call("audio.record.stop", {"recording_id": started["recording_id"]})
+    finally:
+        sidecar.kill()
+
+
+@needs_mounts
+def test_a_recording_that_fills_the_disk_stops_cleanly_with_a_valid_wav(
+    virtual_mic: VirtualMic, tmp_path: Path
+) -> None:
+    """On a 64 KiB tmpfs (2 s of 16 kHz pcm16) the recording ends on its own with a notification; stop
+    returns what fits, a valid WAV; starting another on the full disk answers disk_full, on a read-only
+    dir permission_denied."""
+    full, read_only = tmp_path / "full", tmp_path / "read-only"
+    full.mkdir()
+    read_only.mkdir()
+    sidecar = _sidecar(
+        virtual_mic, tmp_path, argv=namespaced(tmpfs=[(full, 64 << 10)], read_only=[read_only])
+    )
+    try:
+        params = {"sample_rate_hz": 16000, "channels": 1, "format": "pcm16", "levels": False}
+        started = sidecar.call("audio.record.start", {"path": str(full / "rec.wav"), **params})
+        ended = sidecar.wait_for_notification(
+            lambda n: n["method"] == "notification" and n["params"]["kind"] == "recording_disk_full"
+        )["params"]
+        assert ended["level"] == "error" and str(full / "rec.wav") in ended["message"]
+        result = sidecar.call("audio.record.stop", {"recording_id": started["recording_id"]})
+        assert result["ended"] == "disk_full" and 1.0 < result["duration_s"] <= 2.1
+        recorded, rate = sf.read(inside(sidecar.process.pid, full / "rec.wav"), dtype="int16")
+        assert rate == 16000 and abs(len(recorded) - result["duration_s"] * 16000) <= 8
+        error = sidecar.error("audio.record.start", {"path": str(full / "more.wav"), **params})
+        assert error["code"] == -32017 and error["data"]["resource"] == "disk", error
+        error = sidecar.error("audio.record.start", {"path": str(read_only / "rec.wav"), **params})
+        assert error["code"] == -32008 and "read-only" in error["message"], error
+        assert not list((tmp_path / "recordings" / ".in-progress").glob("rec_*.json"))
     finally:
         sidecar.kill()

@@ -174,6 +174,13 @@ def test_path_errors(real: Sidecar, tmp_path: Path) -> None:
     assert missing["data"]["kind"] == "file_not_found" and "nope.wav" in missing["message"]
     directory = real.error("transcribe.file", {"path": str(tmp_path)})
     assert directory["data"]["kind"] == "audio_unreadable" and "directory" in directory["message"]
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for special, what in ((fifo, "a FIFO"), (Path("/dev/zero"), "a character device")):
+        error = real.error("transcribe.file", {"path": str(special)})
+        assert error["data"]["reason"] == "not_a_regular_file" and what in error["message"], error
+    empty = real.error("transcribe.file", {"path": ""})
+    assert empty["code"] == -32602 and "path is empty" in empty["message"]
 
 
 def test_model_errors(real: Sidecar, speech_wav: Path) -> None:
