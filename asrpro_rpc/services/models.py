@@ -44,6 +44,8 @@ class ManagerOptions(msgspec.Struct, frozen=True, kw_only=True):
     max_concurrency: int = 2
     idle_unload_s: float | None = 300.0
     """Unload after this long unused; ``None`` keeps the model loaded."""
+    max_audio_duration_s: float | None = None
+    """Longest audio one file transcription may hold (``model.max_audio_duration_s``); ``None``: no cap."""
 
 
 class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -245,7 +247,7 @@ class ModelManager:
                 try:
                     return await run_blocking(
                         lambda cancel: resident.host.transcribe(
-                            path, options, on_progress, cancel, on_segment
+                            path, options, on_progress, cancel, on_segment, self.options.max_audio_duration_s
                         ),
                         self._limiter,
                     )

@@ -163,15 +163,20 @@ class EngineHost:
         on_progress: Callable[[float], None],
         cancel: threading.Event,
         on_segment: SegmentSink | None = None,
+        max_duration_s: float | None = None,
     ) -> Transcript:
         """Transcribe the audio file at ``path``; ``cancel`` set -> ``RequestCancelled``.
 
-        ``on_segment`` receives each segment as the engine finishes it. A child that does not stop within
-        ``cancel_grace_s`` of a cancel is killed (the host is then dead; its other requests raise
-        ``EngineCrashed``).
+        ``on_segment`` receives each segment as the engine finishes it; audio longer than
+        ``max_duration_s`` is refused (``audio_unreadable``, reason ``too_long``). A child that does not stop
+        within ``cancel_grace_s`` of a cancel is killed (the host is then dead; its other requests raise
+        ``EngineLost``).
         """
         return self._await_transcript(
-            lambda request_id: hp.Transcribe(request_id, path, options), on_progress, cancel, on_segment
+            lambda request_id: hp.Transcribe(request_id, path, options, max_duration_s),
+            on_progress,
+            cancel,
+            on_segment,
         )
 
     def transcribe_audio(

@@ -106,15 +106,16 @@ class EngineHostServer:
         if engine is None:
             raise errors.InternalError("The engine host has no model loaded.")
         request_id = message.request_id
+        from asrpro_rpc.engines.chunking import Audio
+
         if isinstance(message, hp.TranscribeAudio):
-            audio = _samples(message)
+            audio, stream = Audio.from_array(_samples(message)), None
         else:
-            from asrpro_rpc.audio.decode import decode_audio
+            from asrpro_rpc.audio.decode import open_audio
 
             self._send(hp.Progress(request_id, 0.0, "decoding"))
-            audio = decode_audio(message.path)
-        if cancelled.is_set():
-            raise errors.RequestCancelled("The transcription was cancelled.")
+            stream = open_audio(message.path, SAMPLE_RATE_HZ, max_duration_s=message.max_duration_s)
+            audio = Audio(stream, stream.duration_s)
         last_sent_s = 0.0
 
         def on_progress(fraction: float) -> None:
@@ -127,7 +128,13 @@ class EngineHostServer:
         def on_segment(segment: Segment) -> None:
             self._send(hp.SegmentDone(request_id, segment))
 
-        return engine.transcribe(audio, message.options, on_progress, cancelled.is_set, on_segment)
+        try:
+            if cancelled.is_set():
+                raise errors.RequestCancelled("The transcription was cancelled.")
+            return engine.transcribe(audio, message.options, on_progress, cancelled.is_set, on_segment)
+        finally:
+            if stream is not None:
+                stream.close()
 
 
 def _samples(message: hp.TranscribeAudio) -> Any:
