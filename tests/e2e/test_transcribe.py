@@ -169,6 +169,20 @@ def test_unreadable_inputs(real: Sidecar, request: pytest.FixtureRequest, fixtur
     assert str(path.name) in error["message"] or "empty" in error["message"]
 
 
+def test_audio_over_the_duration_setting_is_refused_naming_it(
+    tiny: Sidecar, speech_wav: Path, lying_rate_wav: Callable[[int], Path]
+) -> None:
+    params = {"path": str(speech_wav), "model": "tiny", **FAST}
+    tiny.call("config.set", {"values": {"model": {"max_audio_duration_s": 2}}})
+    error = tiny.error("transcribe.file", params)
+    assert error["code"] == -32005 and error["data"]["reason"] == "too_long", error
+    assert "model.max_audio_duration_s" in error["message"] and error["data"]["max_duration_s"] == 2
+    tiny.call("config.set", {"values": {"model": {"max_audio_duration_s": 60}}})
+    assert tiny.call("transcribe.file", params)["duration"] > 3
+    one_hz = tiny.error("transcribe.file", {**params, "path": str(lying_rate_wav(1))})
+    assert one_hz["data"]["reason"] == "sample_rate" and "1 Hz" in one_hz["message"]
+
+
 def test_path_errors(real: Sidecar, tmp_path: Path) -> None:
     missing = real.error("transcribe.file", {"path": str(tmp_path / "nope.wav")})
     assert missing["data"]["kind"] == "file_not_found" and "nope.wav" in missing["message"]
