@@ -81,6 +81,9 @@ class EngineStatus(msgspec.Struct, frozen=True, kw_only=True):
     pid: int | None = None
     active_transcriptions: int = 0
     load_time_s: float | None = None
+    stalled_s: float | None = None
+    """Seconds the engine process has been silent (no heartbeat) when over 3 s; it is killed at the
+    watchdog's limit (30 s by default). ``None``: responding."""
 
 
 class _Resident:
@@ -183,6 +186,7 @@ class ModelManager:
             pid=resident.host.pid,
             active_transcriptions=self._users,
             load_time_s=resident.info.load_time_s,
+            stalled_s=resident.host.stalled_s,
         )
 
     def engine_rss_bytes(self) -> int:

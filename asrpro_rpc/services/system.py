@@ -42,7 +42,7 @@ class LastError(msgspec.Struct, frozen=True, kw_only=True):
 
 class HealthResult(msgspec.Struct, frozen=True, kw_only=True):
     status: Literal["ok", "degraded"]
-    """``degraded``: memory or disk is low right now (see ``warnings``)."""
+    """``degraded``: memory or disk is low, or the engine has stopped responding (see ``warnings``)."""
     version: str
     pid: int
     uptime_s: float
@@ -125,12 +125,18 @@ class SystemService:
     # --- queries -------------------------------------------------------------------------------------
     def health(self) -> HealthResult:
         warnings = self._pressure_warnings()
+        engine = self._engine_status()
+        if engine.stalled_s is not None:
+            warnings.append(
+                f"The engine process (pid {engine.pid}) has not responded for {engine.stalled_s:g} s; "
+                "the watchdog replaces it if it stays silent."
+            )
         return HealthResult(
             status="degraded" if warnings else "ok",
             version=__version__,
             pid=os.getpid(),
             uptime_s=round(time.monotonic() - self._started_s, 3),
-            model=self._engine_status(),
+            model=engine,
             last_error=self._last_error,
             warnings=warnings,
         )

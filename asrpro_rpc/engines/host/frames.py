@@ -98,7 +98,14 @@ class Failed(msgspec.Struct, tag="failed", frozen=True):
     data: dict[str, Any] = {}
 
 
-ToParent = Loaded | LoadFailed | Progress | SegmentDone | Result | Failed
+class Heartbeat(msgspec.Struct, tag="heartbeat", frozen=True):
+    """Sent every ``HEARTBEAT_INTERVAL_S`` whatever the child is doing: silence means it is frozen."""
+
+    request_id: int = 0
+
+
+ToParent = Loaded | LoadFailed | Progress | SegmentDone | Result | Failed | Heartbeat
+HEARTBEAT_INTERVAL_S = 1.0
 
 
 class FrameWriter:
