@@ -48,9 +48,9 @@ _COMPLETE_FRACTION = 0.9
 
 
 class AudioStream:
-    """An opened file's audio: iterate once for float32 blocks at ``sample_rate_hz``; ``close`` when done.
+    """An opened file's audio: iterate once for float32 blocks at the rate asked for; ``close`` when done.
 
-    ``duration_s`` is the header's claim (None when unknown); ``decoded_samples`` counts what came out.
+    ``duration_s`` is the header's claim (None when unknown), for progress; what decodes may differ.
     """
 
     def __init__(self, blocks: Iterator[npt.NDArray[np.float32]], duration_s: float | None) -> None:

@@ -86,9 +86,8 @@ class EngineHostServer:
                 engine = create_engine(message.spec.engine)
                 info = engine.load(message.spec, progress)
             except Exception as exc:
-                error = _as_asrpro_error(exc, errors.ModelLoadFailed)
-                self._send(hp.LoadFailed(message.request_id, error.kind, error.message, error.data))
-                return
+                self._send(_load_failed(message.request_id, _as_asrpro_error(exc, errors.ModelLoadFailed)))
+                return  # (no local keeps the exception: a half-loaded model would outlive it in a cycle)
             self._engine = engine
         self._send(hp.Loaded(message.request_id, info))
 
@@ -186,6 +185,10 @@ def _samples(message: hp.TranscribeAudio) -> Any:
 
 def _failed(request_id: int, error: errors.AsrproError) -> hp.Failed:
     return hp.Failed(request_id, error.kind, error.message, error.data)
+
+
+def _load_failed(request_id: int, error: errors.AsrproError) -> hp.LoadFailed:
+    return hp.LoadFailed(request_id, error.kind, error.message, error.data)
 
 
 def _as_asrpro_error(exc: Exception, fallback: type[errors.AsrproError]) -> errors.AsrproError:
