@@ -30,6 +30,7 @@ from asrpro_rpc.system.log import configure_logging
 configure_logging("warning")
 from asrpro_rpc.engines import create_engine
 from asrpro_rpc.engines.base import LoadSpec
+from asrpro_rpc.engines.chunking import Audio
 from asrpro_rpc.transcripts.types import TranscribeOptions
 engine_name, model_path, wav_path, device = sys.argv[1:5]
 with wave.open(wav_path, "rb") as w:
@@ -39,7 +40,7 @@ engine = create_engine(engine_name)
 info = engine.load(LoadSpec(model_id="bench", model_path=model_path, engine=engine_name, device=device,
                             languages=("en",)), lambda f, m: None)
 loaded = time.perf_counter()
-result = engine.transcribe(audio, TranscribeOptions(), lambda f: None, lambda: False)
+result = engine.transcribe(Audio.from_array(audio), TranscribeOptions(), lambda f: None, lambda: False)
 done = time.perf_counter()
 print(json.dumps({"load_s": loaded - started, "transcribe_s": done - loaded, "device": info.device,
                   "compute_type": info.compute_type, "words": len(result.text.split()),

@@ -86,6 +86,10 @@ class ModelSettings(msgspec.Struct, frozen=True, kw_only=True):
     auto_unload_timeout_s: Annotated[float, msgspec.Meta(ge=0, le=7 * 24 * 3600)] = 300.0
     """Idle time before the model is unloaded (0 = right after each request)."""
     prefer_gpu: bool = True
+    max_audio_duration_s: Annotated[float, msgspec.Meta(ge=1, le=7 * 24 * 3600)] = 12 * 3600.0
+    """Longest audio one file transcription may hold (longer files are refused, ``too_long``). Memory no
+    longer grows with length, so this bounds time: 12 h covers a long recording day, and a mislabelled or
+    hostile file can't hold the engine for days (10 h of silence is 20 MB of FLAC)."""
     cache_directory: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)] | None = None
     """Where models are stored; ``None`` is the platform cache dir (see ``cache_path``)."""
 

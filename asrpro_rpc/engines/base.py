@@ -1,7 +1,8 @@
 """The engine interface: load a model, transcribe audio with progress and cancellation, unload.
 
-Engines run inside the engine host process (``host_main``); they see decoded 16 kHz mono float32 audio
-and the shared ``TranscribeOptions``, and return the shared ``Transcript``.
+Engines run inside the engine host process (``host_main``); they read 16 kHz mono float32 audio as bounded
+windows (``chunking.Audio``, streamed from the decoder) with the shared ``TranscribeOptions``, and return
+the shared ``Transcript``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import msgspec
 from asrpro_rpc.transcripts.types import Segment, TranscribeOptions, Transcript
 
 if TYPE_CHECKING:
-    import numpy as np
+    from asrpro_rpc.engines.chunking import Audio
 
 log = logging.getLogger(__name__)
 SegmentSink = Callable[[Segment], None]
@@ -58,13 +59,13 @@ class Engine(Protocol):
 
     def transcribe(
         self,
-        audio: np.ndarray,
+        audio: Audio,
         options: TranscribeOptions,
         on_progress: Callable[[float], None],
         is_cancelled: Callable[[], bool],
         on_segment: SegmentSink | None = None,
     ) -> Transcript:
-        """Transcribe 16 kHz mono float32 ``audio``; raise ``RequestCancelled`` once ``is_cancelled()``.
+        """Transcribe ``audio`` window by window; raise ``RequestCancelled`` once ``is_cancelled()``.
 
         ``on_segment`` receives each finished segment (absolute times, final ids) as soon as the engine
         has it: during decoding for Whisper, after the last window for Parakeet.

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import numpy as np
     from faster_whisper import BatchedInferencePipeline, WhisperModel
 
+    from asrpro_rpc.engines.chunking import Audio
     from asrpro_rpc.system.hardware import DeviceReport
 
 
@@ -99,7 +100,7 @@ class WhisperEngine:
 
     def transcribe(
         self,
-        audio: np.ndarray,
+        audio: Audio,
         options: TranscribeOptions,
         on_progress: Callable[[float], None],
         is_cancelled: Callable[[], bool],
@@ -108,15 +109,14 @@ class WhisperEngine:
         if self._model is None or self._batched is None:
             raise errors.InternalError("No model is loaded in this engine.")
         self._check_options(options)
-        from asrpro_rpc.engines.chunking import window_bounds
-
-        total_s = max(len(audio) / _SAMPLE_RATE_HZ, 1e-9)
         segments: list[Segment] = []
         language, language_probability = options.language, None
-        for start, end in window_bounds(audio, _SAMPLE_RATE_HZ):
+        for start, samples in audio.windows():
+            if is_cancelled():
+                raise errors.RequestCancelled("The transcription was cancelled.")
             offset_s = start / _SAMPLE_RATE_HZ
             window_options = msgspec.structs.replace(options, language=language)
-            segments_iter, info = self._run(audio[start:end], window_options)
+            segments_iter, info = self._run(samples, window_options)
             if language is None:
                 language, language_probability = info.language, float(info.language_probability)
             for raw in segments_iter:
@@ -125,12 +125,14 @@ class WhisperEngine:
                 segments.append(_segment(raw, len(segments), offset_s))
                 if on_segment is not None:
                     on_segment(segments[-1])
-                on_progress(min((offset_s + float(raw.end)) / total_s, 1.0))
+                _report(on_progress, audio.fraction(offset_s + float(raw.end)))
+            _report(on_progress, audio.fraction(offset_s + len(samples) / _SAMPLE_RATE_HZ))  # silence too
+            del samples, segments_iter
         words = [w for s in segments for w in s.words or ()] if options.word_timestamps else None
         return Transcript(
             text="".join(s.text for s in segments).strip(),
             language=language or "en",
-            duration=len(audio) / _SAMPLE_RATE_HZ,
+            duration=audio.read_s,
             segments=segments,
             task=options.task,
             language_probability=language_probability,
@@ -173,6 +175,11 @@ class WhisperEngine:
                 model_id=self._model_id,
                 language=options.language,
             )
+
+
+def _report(on_progress: Callable[[float], None], fraction: float | None) -> None:
+    if fraction is not None:
+        on_progress(fraction)
 
 
 def _check_model_dir(spec: LoadSpec) -> None:

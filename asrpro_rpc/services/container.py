@@ -145,4 +145,5 @@ def manager_options(settings: Settings) -> ManagerOptions:
         cpu_threads=device.cpu_threads,
         max_concurrency=device.max_concurrent_transcriptions,
         idle_unload_s=model.auto_unload_timeout_s if model.auto_unload else None,
+        max_audio_duration_s=model.max_audio_duration_s,
     )

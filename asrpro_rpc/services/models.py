@@ -44,6 +44,8 @@ class ManagerOptions(msgspec.Struct, frozen=True, kw_only=True):
     max_concurrency: int = 2
     idle_unload_s: float | None = 300.0
     """Unload after this long unused; ``None`` keeps the model loaded."""
+    max_audio_duration_s: float | None = None
+    """Longest audio one file transcription may hold (``model.max_audio_duration_s``); ``None``: no cap."""
 
 
 class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -79,6 +81,9 @@ class EngineStatus(msgspec.Struct, frozen=True, kw_only=True):
     pid: int | None = None
     active_transcriptions: int = 0
     load_time_s: float | None = None
+    stalled_s: float | None = None
+    """Seconds the engine process has been silent (no heartbeat) when over 3 s; it is killed at the
+    watchdog's limit (30 s by default). ``None``: responding."""
 
 
 class _Resident:
@@ -183,6 +188,7 @@ class ModelManager:
             pid=resident.host.pid,
             active_transcriptions=self._users,
             load_time_s=resident.info.load_time_s,
+            stalled_s=resident.host.stalled_s,
         )
 
     def engine_rss_bytes(self) -> int:
@@ -249,7 +255,7 @@ class ModelManager:
                 try:
                     return await run_blocking(
                         lambda cancel: resident.host.transcribe(
-                            path, options, on_progress, cancel, on_segment
+                            path, options, on_progress, cancel, on_segment, self.options.max_audio_duration_s
                         ),
                         limiter,
                     )

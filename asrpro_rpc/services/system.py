@@ -43,7 +43,8 @@ class LastError(msgspec.Struct, frozen=True, kw_only=True):
 
 class HealthResult(msgspec.Struct, frozen=True, kw_only=True):
     status: Literal["ok", "degraded"]
-    """``degraded``: memory or disk is low, or the settings can't be saved, right now (see ``warnings``)."""
+    """``degraded``: memory or disk is low, the settings can't be saved, or the engine has stopped
+    responding, right now (see ``warnings``)."""
     version: str
     pid: int
     uptime_s: float
@@ -133,12 +134,18 @@ class SystemService:
         unwritable = self._settings_unwritable()
         if unwritable is not None:
             warnings.append(f"Settings can't be saved ({clip(unwritable, LAST_ERROR_CHARS)}).")
+        engine = self._engine_status()
+        if engine.stalled_s is not None:
+            warnings.append(
+                f"The engine process (pid {engine.pid}) has not responded for {engine.stalled_s:g} s; "
+                "the watchdog replaces it if it stays silent."
+            )
         return HealthResult(
             status="degraded" if warnings else "ok",
             version=__version__,
             pid=os.getpid(),
             uptime_s=round(time.monotonic() - self._started_s, 3),
-            model=self._engine_status(),
+            model=engine,
             last_error=self._last_error,
             warnings=warnings,
         )

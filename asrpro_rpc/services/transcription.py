@@ -139,8 +139,7 @@ class TranscriptionService:
         options = with_vocabulary(params.options(), self._vocabulary())
         if options.priority is None:  # known up front, so a short file never queues behind long ones
             duration_s = await anyio.to_thread.run_sync(probe_duration_s, file)
-            if duration_s is not None:
-                options = msgspec.structs.replace(options, priority=priority_of(None, duration_s))
+            options = msgspec.structs.replace(options, priority=priority_of(None, duration_s))
         spec = self.models.resolve(params.model)
         if not self.models.status().model_id == spec.id:
             progress(0.0, stage="loading_model")

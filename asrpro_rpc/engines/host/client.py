@@ -2,7 +2,9 @@
 
 All methods block and are thread-safe; call them from worker threads. One child holds at most one model;
 ending the child (``close``) is the real unload. If the child dies, every waiting request raises
-``EngineCrashed`` and the host stays dead (``alive`` is False): start a new ``EngineHost`` to reload.
+``EngineCrashed`` and the host stays dead (``alive`` is False): start a new ``EngineHost`` to reload. The
+child sends a heartbeat every second; a watchdog kills one that has been silent for ``watchdog_s`` (frozen:
+SIGSTOP, a deadlock, a hung driver), so its requests end instead of waiting forever.
 """
 
 from __future__ import annotations
@@ -32,6 +34,13 @@ _POLL_S = 0.05
 """How often a waiting transcription looks at its cancel event."""
 _EXIT_WAIT_S = 5.0
 """How long the reader waits for the child's exit status after its stream ends."""
+STALLED_S = 3.0
+"""Silence (no frame, not even a heartbeat) after which the child counts as stalled (``stalled_s``)."""
+WATCHDOG_ENV = "ASRPRO_ENGINE_WATCHDOG_S"
+DEFAULT_WATCHDOG_S = 30.0
+"""Silence after which a stalled child is killed (``ASRPRO_ENGINE_WATCHDOG_S`` overrides): long enough for
+any C call that holds the GIL (heartbeats come from a Python thread), short enough that a frozen engine's
+requests fail within a minute."""
 
 _Reply = hp.ToParent | errors.AsrproError
 
@@ -56,8 +65,11 @@ class EngineHost:
         cancel_grace_s: float = 3.0,
         env: Mapping[str, str] | None = None,
         command: list[str] | None = None,
+        watchdog_s: float | None = None,
     ) -> None:
         self.cancel_grace_s = cancel_grace_s
+        self.watchdog_s = watchdog_s or float(os.environ.get(WATCHDOG_ENV) or DEFAULT_WATCHDOG_S)
+        self._last_frame_s = time.monotonic()
         self._env = env
         self._command = command or [sys.executable, "-m", "asrpro_rpc.engines.host.main"]
         self._proc: subprocess.Popen[bytes] | None = None
@@ -90,6 +102,8 @@ class EngineHost:
             target=self._read_loop, args=(reader,), name=f"engine-host-{self._proc.pid}", daemon=True
         )
         self._reader_thread.start()
+        self._last_frame_s = time.monotonic()
+        threading.Thread(target=self._watch, name=f"engine-watchdog-{self._proc.pid}", daemon=True).start()
         log.info("engine host started", extra={"pid": self._proc.pid})
 
     @property
@@ -99,6 +113,12 @@ class EngineHost:
     @property
     def alive(self) -> bool:
         return self._proc is not None and self._dead_reason is None and self._proc.poll() is None
+
+    @property
+    def stalled_s(self) -> float | None:
+        """How long a live child has been silent, once that is over ``STALLED_S``; else None."""
+        silent_s = time.monotonic() - self._last_frame_s
+        return round(silent_s, 1) if self.alive and silent_s > STALLED_S else None
 
     def rss_bytes(self) -> int:
         """Resident memory of the child and its descendants (0 once it has ended)."""
@@ -163,15 +183,20 @@ class EngineHost:
         on_progress: Callable[[float], None],
         cancel: threading.Event,
         on_segment: SegmentSink | None = None,
+        max_duration_s: float | None = None,
     ) -> Transcript:
         """Transcribe the audio file at ``path``; ``cancel`` set -> ``RequestCancelled``.
 
-        ``on_segment`` receives each segment as the engine finishes it. A child that does not stop within
-        ``cancel_grace_s`` of a cancel is killed (the host is then dead; its other requests raise
-        ``EngineCrashed``).
+        ``on_segment`` receives each segment as the engine finishes it; audio longer than
+        ``max_duration_s`` is refused (``audio_unreadable``, reason ``too_long``). A child that does not stop
+        within ``cancel_grace_s`` of a cancel is killed (the host is then dead; its other requests raise
+        ``EngineLost``).
         """
         return self._await_transcript(
-            lambda request_id: hp.Transcribe(request_id, path, options), on_progress, cancel, on_segment
+            lambda request_id: hp.Transcribe(request_id, path, options, max_duration_s),
+            on_progress,
+            cancel,
+            on_segment,
         )
 
     def transcribe_audio(
@@ -282,9 +307,21 @@ class EngineHost:
             f"The engine process ended ({self._dead_reason}); the next request will reload the model."
         )
 
+    def _watch(self) -> None:
+        """Kill the child once it has sent nothing for ``watchdog_s`` (its requests then fail or retry)."""
+        while self.alive and not self._closing:
+            silent_s = time.monotonic() - self._last_frame_s
+            if silent_s >= self.watchdog_s:
+                self._kill(f"it stopped responding: no heartbeat for {silent_s:.0f} s")
+                return
+            time.sleep(min(_POLL_S * 10, self.watchdog_s / 10))
+
     def _read_loop(self, reader: hp.FrameReader) -> None:
         try:
             while (message := reader.read()) is not None:
+                self._last_frame_s = time.monotonic()
+                if isinstance(message, hp.Heartbeat):
+                    continue
                 with self._lock:
                     replies = self._waiting.get(message.request_id)
                 if replies is not None:

@@ -1,8 +1,9 @@
 """Messages between the sidecar and its engine host process, framed as length-prefixed msgpack.
 
 A frame is a 4-byte big-endian payload length followed by one msgpack-encoded tagged Struct. Files never
-travel here: ``Transcribe`` carries a path and the child decodes it. In-memory audio (streaming) travels as
-``TranscribeAudio``: raw little-endian samples in one msgpack ``bin`` field, never a list of numbers.
+travel here: ``Transcribe`` carries a path and the child decodes it, streamed window by window. In-memory
+audio (streaming) travels as ``TranscribeAudio``: raw little-endian samples in one msgpack ``bin`` field,
+never a list of numbers.
 """
 
 from __future__ import annotations
@@ -27,9 +28,12 @@ class Load(msgspec.Struct, tag="load", frozen=True):
 
 
 class Transcribe(msgspec.Struct, tag="transcribe", frozen=True):
+    """Decode ``path`` in the child, streamed window by window; more than ``max_duration_s`` is refused."""
+
     request_id: int
     path: str
     options: TranscribeOptions
+    max_duration_s: float | None = None
 
 
 class TranscribeAudio(msgspec.Struct, tag="transcribe_audio", frozen=True):
@@ -94,7 +98,14 @@ class Failed(msgspec.Struct, tag="failed", frozen=True):
     data: dict[str, Any] = {}
 
 
-ToParent = Loaded | LoadFailed | Progress | SegmentDone | Result | Failed
+class Heartbeat(msgspec.Struct, tag="heartbeat", frozen=True):
+    """Sent every ``HEARTBEAT_INTERVAL_S`` whatever the child is doing: silence means it is frozen."""
+
+    request_id: int = 0
+
+
+ToParent = Loaded | LoadFailed | Progress | SegmentDone | Result | Failed | Heartbeat
+HEARTBEAT_INTERVAL_S = 1.0
 
 
 class FrameWriter:

@@ -20,11 +20,12 @@ _WAKE_S = 0.1
 """How often a paused request looks at its cancel event."""
 
 
-def priority_of(requested: Priority | None, audio_s: float) -> Priority:
-    """The request's priority, or ``interactive`` for short audio and ``background`` for long."""
+def priority_of(requested: Priority | None, audio_s: float | None) -> Priority:
+    """The request's priority, or ``interactive`` for short audio and ``background`` for long (or of
+    unknown length)."""
     if requested is not None:
         return requested
-    return "interactive" if audio_s <= INTERACTIVE_MAX_S else "background"
+    return "interactive" if audio_s is not None and audio_s <= INTERACTIVE_MAX_S else "background"
 
 
 class PriorityGate:

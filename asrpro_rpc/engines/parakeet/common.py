@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from asrpro_rpc.engines.base import SegmentSink
-    from asrpro_rpc.engines.chunking import CutFinder
+    from asrpro_rpc.engines.chunking import Audio, CutFinder
 
 SAMPLE_RATE_HZ = 16000
 SENTENCE_ENDS = (".", "?", "!", "。", "？", "！")
@@ -32,7 +32,7 @@ WindowTranscriber = Callable[["np.ndarray"], list[Word]]
 
 
 def transcribe_in_windows(
-    audio: np.ndarray,
+    audio: Audio,
     transcribe_window: WindowTranscriber,
     on_progress: Callable[[float], None],
     is_cancelled: Callable[[], bool],
@@ -41,22 +41,22 @@ def transcribe_in_windows(
     find_cut: CutFinder | None = None,
 ) -> list[list[Word]]:
     """Each window's words in absolute seconds, windows in order; raises RequestCancelled between windows."""
-    from asrpro_rpc.engines.chunking import window_bounds
-
-    total = max(len(audio), 1)
     windows: list[list[Word]] = []
-    for start, end in window_bounds(audio, SAMPLE_RATE_HZ, window_s=window_s, find_cut=find_cut):
+    for start, samples in audio.windows(window_s, find_cut=find_cut):
         if is_cancelled():
             raise errors.RequestCancelled("The transcription was cancelled.")
-        offset_s, end_s = start / SAMPLE_RATE_HZ, end / SAMPLE_RATE_HZ
-        words = [_shift(w, offset_s, end_s) for w in transcribe_window(audio[start:end])]
+        offset_s, end_s = start / SAMPLE_RATE_HZ, (start + len(samples)) / SAMPLE_RATE_HZ
+        words = [_shift(w, offset_s, end_s) for w in transcribe_window(samples)]
+        del samples
         windows.append(_monotonic(words))
-        on_progress(end / total)
+        fraction = audio.fraction(end_s)
+        if fraction is not None:
+            on_progress(fraction)
     return windows
 
 
 def transcribe_parakeet(
-    audio: np.ndarray,
+    audio: Audio,
     options: TranscribeOptions,
     transcribe_window: WindowTranscriber,
     on_progress: Callable[[float], None],
@@ -69,13 +69,17 @@ def transcribe_parakeet(
 ) -> Transcript:
     """The whole of a Parakeet engine's ``transcribe`` but the per-window model call."""
     language = check_language(options, languages, model_id)
-    find_cut = _shared_cut_finder() if len(audio) > window_s * SAMPLE_RATE_HZ else None
     windows = transcribe_in_windows(
-        audio, transcribe_window, on_progress, is_cancelled, window_s=window_s, find_cut=find_cut
+        audio,
+        transcribe_window,
+        on_progress,
+        is_cancelled,
+        window_s=window_s,
+        find_cut=lambda region, rate: _shared_cut_finder()(region, rate),  # built at the first cut only
     )
     transcript = build_transcript(
         windows,
-        duration_s=len(audio) / SAMPLE_RATE_HZ,
+        duration_s=audio.read_s,
         language=language,
         word_timestamps=options.word_timestamps,
         model_id=model_id,

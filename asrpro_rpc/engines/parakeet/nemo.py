@@ -25,6 +25,8 @@ from asrpro_rpc.transcripts.types import TranscribeOptions, Transcript, Word
 if TYPE_CHECKING:
     import numpy as np
 
+    from asrpro_rpc.engines.chunking import Audio
+
 log = logging.getLogger(__name__)
 
 WINDOW_S = 300.0
@@ -88,7 +90,7 @@ class NemoEngine:
 
     def transcribe(
         self,
-        audio: np.ndarray,
+        audio: Audio,
         options: TranscribeOptions,
         on_progress: Callable[[float], None],
         is_cancelled: Callable[[], bool],

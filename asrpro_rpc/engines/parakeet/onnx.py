@@ -23,6 +23,8 @@ from asrpro_rpc.transcripts.types import TranscribeOptions, Transcript, Word
 if TYPE_CHECKING:
     import numpy as np
 
+    from asrpro_rpc.engines.chunking import Audio
+
 
 WINDOW_S = 60.0
 """Longest window at once: the export has full attention (memory grows with the window squared), and a
@@ -105,7 +107,7 @@ class OnnxEngine:
 
     def transcribe(
         self,
-        audio: np.ndarray,
+        audio: Audio,
         options: TranscribeOptions,
         on_progress: Callable[[float], None],
         is_cancelled: Callable[[], bool],

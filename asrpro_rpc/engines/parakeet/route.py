@@ -21,7 +21,7 @@ from asrpro_rpc.engines.base import Engine, LoadInfo, LoadProgress, LoadSpec, Se
 from asrpro_rpc.transcripts.types import TranscribeOptions, Transcript
 
 if TYPE_CHECKING:
-    import numpy as np
+    from asrpro_rpc.engines.chunking import Audio
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class ParakeetEngine:
 
     def transcribe(
         self,
-        audio: np.ndarray,
+        audio: Audio,
         options: TranscribeOptions,
         on_progress: Callable[[float], None],
         is_cancelled: Callable[[], bool],

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asrpro_rpc.audio.decode import decode_audio, probe_duration_s
+from asrpro_rpc.audio.decode import DURATION_SETTING, decode_audio, open_audio, probe_duration_s
 from asrpro_rpc.errors import AudioUnreadable, FileNotFound
 from asrpro_rpc.samples import sample_path
 from tests.support.signals import best_correlation
@@ -203,6 +203,36 @@ def test_truncated_file_keeps_the_start(speech_encoded: Callable[..., Path], tmp
     assert 1.0 < duration_s < 3.0
 
 
+@pytest.mark.parametrize("rate_hz", [1, 8, 999, 800_000])
+def test_absurd_header_rates_are_refused_before_decoding(
+    lying_rate_wav: Callable[[int], Path], rate_hz: int
+) -> None:
+    """1 Hz resampled to 16 kHz would turn 137 KB into 19 hours of samples (4.4 GB)."""
+    error = unreadable(lying_rate_wav(rate_hz))
+    assert error.data["reason"] == "sample_rate" and error.data["sample_rate_hz"] == rate_hz
+    assert "sample rate" in error.message
+
+
+def test_the_lowest_accepted_rate_decodes(lying_rate_wav: Callable[[int], Path], speech_wav: Path) -> None:
+    samples = decode_audio(lying_rate_wav(1000))
+    assert len(samples) == 16 * len(read_wav(speech_wav))
+
+
+def test_a_header_over_the_duration_cap_is_refused_at_open(speech_wav: Path) -> None:
+    with pytest.raises(AudioUnreadable) as caught:
+        open_audio(speech_wav, max_duration_s=1.0)
+    assert caught.value.data["reason"] == "too_long" and caught.value.data["setting"] == DURATION_SETTING
+    assert DURATION_SETTING in caught.value.message
+    assert sum(map(len, open_audio(speech_wav, max_duration_s=60.0))) == len(read_wav(speech_wav))
+
+
+def test_blocks_stream_in_order_and_stay_small(long_audio_factory: Callable[[float], Path]) -> None:
+    audio = open_audio(long_audio_factory(2))
+    assert audio.duration_s == pytest.approx(120.0, abs=0.01)
+    sizes = [len(block) for block in audio]
+    assert sum(sizes) == 120 * SAMPLE_RATE_HZ and max(sizes) <= SAMPLE_RATE_HZ
+
+
 # --- the system ffmpeg fallback ----------------------------------------------------------------
 
 
@@ -227,6 +257,24 @@ def test_ffmpeg_fallback_reads_its_float_pipe(
     monkeypatch.setenv("PATH", fake_ffmpeg(tmp_path, body))
     samples = decode_audio(not_audio)  # 75 s: more than the buffer first reserved, so it grows
     np.testing.assert_array_equal(samples, np.linspace(-0.5, 0.5, 1_200_001, dtype=np.float32))
+
+
+def test_ffmpeg_fallback_past_the_duration_cap_stops_with_too_long(
+    not_audio: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No header to check: what decodes is counted, and decoding stops at the cap."""
+    body = """
+        import sys
+        import numpy as np
+        sys.stdout.buffer.write(np.zeros(1_200_000, dtype="<f4").tobytes())
+        """
+    monkeypatch.setenv("PATH", fake_ffmpeg(tmp_path, body))
+    audio = open_audio(not_audio, max_duration_s=60.0)
+    assert audio.duration_s is None
+    with pytest.raises(AudioUnreadable) as caught:
+        for _ in audio:
+            pass
+    assert caught.value.data["reason"] == "too_long"
 
 
 def test_ffmpeg_fallback_failure_is_unreadable(

@@ -58,6 +58,7 @@ NON_DEFAULTS: dict[str, dict[str, Any]] = {
         "auto_unload": False,
         "auto_unload_timeout_s": 60.0,
         "prefer_gpu": False,
+        "max_audio_duration_s": 3600.0,
         "cache_directory": "/data/models",
     },
     "hotkey": {"combination": "Alt+Space", "overlay": False, "auto_paste": False},

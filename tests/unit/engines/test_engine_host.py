@@ -200,6 +200,23 @@ def test_unresponsive_child_is_killed_after_the_cancel_grace(
     _assert_reaped(host.pid)
 
 
+def test_a_silent_child_is_stalled_then_killed_by_the_watchdog(
+    tiny_whisper_dir: Path, long_audio_factory: Callable[[float], Path]
+) -> None:
+    host = _started(tiny_whisper_dir, watchdog_s=4.0)
+    try:
+        run = _Background(host, long_audio_factory(2))
+        run.wait_for_progress()
+        assert host.pid is not None and host.stalled_s is None  # heartbeats keep coming while it works
+        os.kill(host.pid, signal.SIGSTOP)  # no crash, no exit: only its heartbeats stop
+        outcome = run.join()
+        assert type(outcome) is errors.EngineCrashed and "stopped responding" in outcome.message
+        assert not host.alive and host.stalled_s is None
+    finally:
+        host.close()
+    _assert_reaped(host.pid)
+
+
 def test_child_killed_mid_transcription(
     tiny_whisper_dir: Path, long_audio_factory: Callable[[float], Path], speech_wav: Path
 ) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from asrpro_rpc import errors
-from asrpro_rpc.engines.chunking import silero_cut_finder, window_bounds
+from asrpro_rpc.engines.chunking import Audio, silero_cut_finder
 from asrpro_rpc.engines.parakeet.common import MAX_SEGMENT_S, build_transcript, check_language, word
 from asrpro_rpc.engines.parakeet.onnx import choose_provider, words_from_tokens
 from asrpro_rpc.engines.parakeet.route import choose_runtime, onnx_export_dir
@@ -101,6 +101,7 @@ def test_silero_cut_lands_in_the_longest_pause(speech_wav: Path) -> None:
     pre = np.tile(speech, 2)
     audio = np.concatenate([pre, region, speech])
     window_s, search_s = (len(pre) + len(region)) / rate, len(region) / rate
-    bounds = window_bounds(audio, rate, window_s=window_s, search_s=search_s, find_cut=silero_cut_finder())
+    windows = Audio.from_array(audio).windows(window_s, search_s, find_cut=silero_cut_finder())
+    bounds = [(start, start + len(samples)) for start, samples in windows]
     gap_start = len(pre) + long_gap_start
     assert len(bounds) == 2 and gap_start < bounds[0][1] < gap_start + len(gap)

@@ -12,6 +12,7 @@ from asrpro_rpc import errors
 from asrpro_rpc.audio.decode import decode_audio
 from asrpro_rpc.engines import create_engine
 from asrpro_rpc.engines.base import LoadInfo, LoadSpec
+from asrpro_rpc.engines.chunking import Audio
 from asrpro_rpc.engines.whisper import WhisperEngine
 from asrpro_rpc.transcripts.types import TranscribeOptions, Transcript, VadOptions
 from tests.support.models import TINY_FAST
@@ -35,7 +36,9 @@ def _transcribe(
     engine: WhisperEngine, wav: Path, options: TranscribeOptions
 ) -> tuple[Transcript, list[float]]:
     fractions: list[float] = []
-    transcript = engine.transcribe(decode_audio(wav), options, fractions.append, lambda: False)
+    transcript = engine.transcribe(
+        Audio.from_array(decode_audio(wav)), options, fractions.append, lambda: False
+    )
     return transcript, fractions
 
 
@@ -132,7 +135,7 @@ def test_unknown_language_is_invalid(tiny_engine: WhisperEngine, speech_wav: Pat
 def test_cancel_between_segments(
     tiny_engine: WhisperEngine, long_audio_factory: Callable[[float], Path]
 ) -> None:
-    audio = decode_audio(long_audio_factory(1))
+    audio = Audio.from_array(decode_audio(long_audio_factory(1)))
     fractions: list[float] = []
     with pytest.raises(errors.RequestCancelled):
         tiny_engine.transcribe(audio, FAST, fractions.append, lambda: bool(fractions))
