@@ -36,15 +36,9 @@ def names_wav(speak: Callable[[str, str], Path]) -> Path:
     return speak(NAMES_TEXT, "vocabulary_names")
 
 
-def _transcribe(sidecar: Sidecar, path: Path, **params: object) -> str:
-    params = {
-        "path": str(path),
-        "model": "whisper-base",
-        "language": "en",
-        "response_format": "json",
-        **params,
-    }
-    return str(sidecar.call("transcribe.file", params, timeout_s=120)["text"])
+def _transcribe(sidecar: Sidecar, path: Path, response_format: str = "json", **params: object) -> dict:
+    params = {"path": str(path), "model": "whisper-base", "language": "en", **params}
+    return sidecar.call("transcribe.file", {**params, "response_format": response_format}, timeout_s=120)
 
 
 def test_dictionary_words_are_spelled_as_written(sidecar: Sidecar, names_wav: Path) -> None:
