@@ -1,16 +1,21 @@
 """The services container: every long-lived service of one sidecar, shared by the RPC methods and the HTTP
-shim (which the composition root, ``protocol.server``, builds beside it)."""
+shim (which the composition root, ``protocol.server``, builds beside it). Those nothing needs at start-up
+(transcription, downloads) are built, and their modules imported, on first use."""
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import msgspec
 
+from ..catalog.specs import ModelSpec
 from ..catalog.store import ModelStore
 from ..config.service import ConfigService, announce_changes, default_legacy_dirs
 from ..config.settings import Settings
@@ -19,13 +24,16 @@ from ..events import Notify
 from ..system import paths
 from ..system.instance import InstanceLock
 from .audio import AudioService
-from .downloads import DownloadService
 from .models import LoadProgress, ManagerOptions, ModelInfo, ModelManager
 from .streaming import StreamingService
 from .system import SystemService
-from .transcription import TranscriptionService
+
+if TYPE_CHECKING:
+    from .downloads import DownloadService
+    from .transcription import TranscriptionService
 
 log = logging.getLogger(__name__)
+_Service = TypeVar("_Service")
 
 
 class App:
@@ -53,9 +61,9 @@ class App:
         self.config.subscribe(self._apply_settings)
         self.config.subscribe(announce_changes(self.notify))
         self.config.subscribe_warnings(lambda warning: self.notify("notification", warning))
-        self.transcription = TranscriptionService(self.models)
-        self.downloads = DownloadService(self.store)
-        self.models.fetch = self.downloads.fetch_for_load  # whisper-*/parakeet-* download on first use
+        self._built: dict[str, Any] = {}
+        self._building = threading.Lock()
+        self.models.fetch = self._fetch_for_load  # whisper-*/parakeet-* download on first use
         self.system = SystemService(
             models_dir=self.store.models_dir, engine_status=self.models.status, notify=self.notify
         )
@@ -69,6 +77,28 @@ class App:
         )
         self.audio = AudioService(self.notify, settings=lambda: self.config.settings.audio)
         self._closed = False
+
+    @property
+    def transcription(self) -> TranscriptionService:
+        from .transcription import TranscriptionService
+
+        return self._lazy("transcription", lambda: TranscriptionService(self.models))
+
+    @property
+    def downloads(self) -> DownloadService:
+        from .downloads import DownloadService
+
+        return self._lazy("downloads", lambda: DownloadService(self.store))
+
+    def _lazy(self, name: str, build: Callable[[], _Service]) -> _Service:
+        """The service ``name``, built on its first use (once, whichever thread asks first)."""
+        with self._building:
+            if name not in self._built:
+                self._built[name] = build()
+            return self._built[name]
+
+    async def _fetch_for_load(self, spec: ModelSpec, progress: LoadProgress | None) -> Path:
+        return await self.downloads.fetch_for_load(spec, progress)
 
     @property
     def uptime_s(self) -> float:
