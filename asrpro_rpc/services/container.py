@@ -1,6 +1,6 @@
 """The services container: every long-lived service of one sidecar, shared by the RPC methods and the HTTP
 shim (which the composition root, ``protocol.server``, builds beside it). Those nothing needs at start-up
-(transcription, downloads) are built, and their modules imported, on first use."""
+(transcription, downloads, audio) are built, and their modules imported, on first use."""
 
 from __future__ import annotations
 
@@ -23,12 +23,12 @@ from ..errors import AsrproError
 from ..events import Notify
 from ..system import paths
 from ..system.instance import InstanceLock
-from .audio import AudioService
 from .models import LoadProgress, ManagerOptions, ModelInfo, ModelManager
 from .streaming import StreamingService
 from .system import SystemService
 
 if TYPE_CHECKING:
+    from .audio import AudioService
     from .downloads import DownloadService
     from .transcription import TranscriptionService
 
@@ -62,7 +62,7 @@ class App:
         self.config.subscribe(announce_changes(self.notify))
         self.config.subscribe_warnings(lambda warning: self.notify("notification", warning))
         self._built: dict[str, Any] = {}
-        self._building = threading.Lock()
+        self._building = threading.RLock()
         self.models.fetch = self._fetch_for_load  # whisper-*/parakeet-* download on first use
         self.system = SystemService(
             models_dir=self.store.models_dir, engine_status=self.models.status, notify=self.notify
@@ -75,7 +75,8 @@ class App:
         self.streaming = StreamingService(
             self.models, self.notify, settings=lambda: self.config.settings.audio
         )
-        self.audio = AudioService(self.notify, settings=lambda: self.config.settings.audio)
+        if _lists_recordings(paths.recording_journal_dir()):
+            self.audio  # noqa: B018 - built now: it repairs the recordings a crash interrupted
         self._closed = False
 
     @property
@@ -89,6 +90,14 @@ class App:
         from .downloads import DownloadService
 
         return self._lazy("downloads", lambda: DownloadService(self.store))
+
+    @property
+    def audio(self) -> AudioService:
+        from .audio import AudioService
+
+        return self._lazy(
+            "audio", lambda: AudioService(self.notify, settings=lambda: self.config.settings.audio)
+        )
 
     def _lazy(self, name: str, build: Callable[[], _Service]) -> _Service:
         """The service ``name``, built on its first use (once, whichever thread asks first)."""
@@ -147,8 +156,18 @@ class App:
         self._closed = True
         await self.streaming.aclose()
         await self.models.aclose()
-        await anyio.to_thread.run_sync(self.audio.close)
+        if "audio" in self._built:
+            await anyio.to_thread.run_sync(self.audio.close)
         log.info("services closed")
+
+
+def _lists_recordings(journal_dir: Path) -> bool:
+    """Whether the recordings journal names any recording (one a crash interrupted, at start-up)."""
+    try:
+        with os.scandir(journal_dir) as entries:
+            return any(True for _ in entries)
+    except OSError:  # no journal yet
+        return False
 
 
 def open_config() -> ConfigService:

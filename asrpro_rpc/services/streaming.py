@@ -31,7 +31,6 @@ from ..streaming.processor import EndReason, StreamProcessor, StreamTuning, Utte
 from ..streaming.session import LiveStream, StreamSummary
 from ..streaming.vad import SAMPLE_RATE_HZ, GateTuning, SileroVad
 from ..transcripts.types import Segment, TranscribeOptions, Word
-from .audio import input_device_error
 from .models import ModelManager, run_blocking
 
 log = logging.getLogger(__name__)
@@ -292,6 +291,7 @@ class StreamingService:
 
     def _open_microphone(self, stream: LiveStream, params: StreamStartParams) -> None:
         from ..audio.capture import InputCapture
+        from .audio import input_device_error
 
         def on_error(error: errors.AsrproError) -> None:
             stream.error = error
