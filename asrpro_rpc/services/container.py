@@ -1,6 +1,6 @@
 """The services container: every long-lived service of one sidecar, shared by the RPC methods and the HTTP
 shim (which the composition root, ``protocol.server``, builds beside it). Those nothing needs at start-up
-(transcription, downloads, audio) are built, and their modules imported, on first use."""
+(transcription, downloads, audio, streaming) are built, and their modules imported, on first use."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
+import anyio.abc
 import msgspec
 
 from ..catalog.specs import ModelSpec
@@ -24,12 +25,12 @@ from ..events import Notify
 from ..system import paths
 from ..system.instance import InstanceLock
 from .models import LoadProgress, ManagerOptions, ModelInfo, ModelManager
-from .streaming import StreamingService
 from .system import SystemService
 
 if TYPE_CHECKING:
     from .audio import AudioService
     from .downloads import DownloadService
+    from .streaming import StreamingService
     from .transcription import TranscriptionService
 
 log = logging.getLogger(__name__)
@@ -71,10 +72,8 @@ class App:
         self.listeners.append(self.system.observe)
         self.instance_lock: InstanceLock | None = None
         """Set by the stdio server when it holds the single-instance lock (the HTTP shim records its port)."""
-        # the audio settings are read at each use: a recording or stream starts with those in force
-        self.streaming = StreamingService(
-            self.models, self.notify, settings=lambda: self.config.settings.audio
-        )
+        self._background: anyio.abc.TaskGroup | None = None
+        """``run_background``'s task group while it runs: stream workers run there."""
         if _lists_recordings(paths.recording_journal_dir()):
             self.audio  # noqa: B018 - built now: it repairs the recordings a crash interrupted
         self._closed = False
@@ -91,6 +90,7 @@ class App:
 
         return self._lazy("downloads", lambda: DownloadService(self.store))
 
+    # the audio settings are read at each use: a recording or stream starts with those in force
     @property
     def audio(self) -> AudioService:
         from .audio import AudioService
@@ -98,6 +98,17 @@ class App:
         return self._lazy(
             "audio", lambda: AudioService(self.notify, settings=lambda: self.config.settings.audio)
         )
+
+    @property
+    def streaming(self) -> StreamingService:
+        from .streaming import StreamingService
+
+        def build() -> StreamingService:
+            service = StreamingService(self.models, self.notify, settings=lambda: self.config.settings.audio)
+            service.serve_in(self._background)
+            return service
+
+        return self._lazy("streaming", build)
 
     def _lazy(self, name: str, build: Callable[[], _Service]) -> _Service:
         """The service ``name``, built on its first use (once, whichever thread asks first)."""
@@ -143,18 +154,30 @@ class App:
             self.models.selected_id = settings.model.selected_id
 
     async def run_background(self) -> None:
-        """Background duties (idle unload, settings hot reload); run in the server's task group."""
+        """Background duties (idle unload, settings hot reload) and the stream workers, until cancelled
+        (which cancels every stream); run in the server's task group."""
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(self.models.watch_idle)
-            task_group.start_soon(self.streaming.run)
             task_group.start_soon(self.config.watch)
+            self._serve_streams_in(task_group)
+            try:
+                await anyio.sleep_forever()
+            finally:
+                self._serve_streams_in(None)
+
+    def _serve_streams_in(self, task_group: anyio.abc.TaskGroup | None) -> None:
+        with self._building:
+            self._background = task_group
+            if "streaming" in self._built:
+                self.streaming.serve_in(task_group)
 
     async def aclose(self) -> None:
         """Release everything (end the engine process); idempotent."""
         if self._closed:
             return
         self._closed = True
-        await self.streaming.aclose()
+        if "streaming" in self._built:
+            await self.streaming.aclose()
         await self.models.aclose()
         if "audio" in self._built:
             await anyio.to_thread.run_sync(self.audio.close)
