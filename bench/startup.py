@@ -55,8 +55,9 @@ def sidecar_initialize(env: dict[str, str]) -> Run:
     assert process.stdin and process.stdout
     process.stdin.write(b'{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}\n')
     process.stdin.flush()
-    process.stdout.readline()
+    answer = process.stdout.readline()
     elapsed = time.perf_counter() - started
+    assert b'"result"' in answer, f"no initialize result (another sidecar holds the lock?): {answer!r}"
     sidecar = psutil.Process(process.pid)
     cpu = sidecar.cpu_times()
     rss = sidecar.memory_info().rss
