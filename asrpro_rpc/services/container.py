@@ -118,6 +118,7 @@ class App:
             return self._built[name]
 
     async def _fetch_for_load(self, spec: ModelSpec, progress: LoadProgress | None) -> Path:
+        """``models.fetch``: the download service is built when a first model needs downloading."""
         return await self.downloads.fetch_for_load(spec, progress)
 
     @property
@@ -188,7 +189,7 @@ def _lists_recordings(journal_dir: Path) -> bool:
     """Whether the recordings journal names any recording (one a crash interrupted, at start-up)."""
     try:
         with os.scandir(journal_dir) as entries:
-            return any(True for _ in entries)
+            return any(entries)
     except OSError:  # no journal yet
         return False
 
