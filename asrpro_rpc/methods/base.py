@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -66,7 +66,7 @@ def rpc_method(
 class SessionControl(typing.Protocol):
     """What handlers may ask of the session running them (``protocol.session.Session`` provides it)."""
 
-    methods: dict[str, RpcMethod]
+    methods: Mapping[str, RpcMethod]
     shutdown_requested: bool
 
     def notify(self, method: str, params: msgspec.Struct) -> None: ...

@@ -1,5 +1,6 @@
 """The composition root: builds the services and the HTTP shim controller, wires transport → session →
-methods, serves stdio, handles signals."""
+methods (a ``MethodTable``: each area's module is imported on its first call), serves stdio, handles
+signals."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import anyio
 import anyio.abc
 
 from ..http.controller import SHUTDOWN_GRACE_S, HttpController, HttpStartRequest
-from ..methods import all_methods
+from ..methods import MethodTable
 from ..services.container import App
 from ..system.instance import InstanceLock, make_scratch_dir, remove_scratch_dir, watch_parent
 from .session import ABRUPT_GRACE_S, Batch, Session
@@ -54,7 +55,7 @@ async def serve_stdio(app: App, http: HttpController, protocol_fd: int) -> int:
     code."""
     writer = MessageWriter(protocol_fd)
     writer.start()
-    session = Session(all_methods(), app, writer.send, http=http)
+    session = Session(MethodTable(), app, writer.send, http=http)
     app.listeners.append(session.notify)
     for warning in app.config.warnings:  # e.g. a corrupt settings file was moved aside
         app.notify("notification", warning)

@@ -9,7 +9,7 @@ state-changing methods are never cancelled. ``shut_down`` is the one graceful sh
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -103,13 +103,14 @@ class Session:
 
     def __init__(
         self,
-        methods: Sequence[RpcMethod],
+        methods: Sequence[RpcMethod] | Mapping[str, RpcMethod],
         app: App,
         send: Callable[[bytes], None],
         *,
         http: HttpController | None = None,
     ) -> None:
-        self.methods = {m.name: m for m in methods}
+        self.methods = methods if isinstance(methods, Mapping) else {m.name: m for m in methods}
+        """By name; a ``methods.MethodTable`` imports each area's module on first use."""
         self.app = app
         self.http = http
         self._send = send

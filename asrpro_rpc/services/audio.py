@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Annotated
 
 import msgspec
-import platformdirs
 
 from ..audio import inputs as audio_devices
 from ..audio.inputs import AudioDevice
@@ -27,17 +26,9 @@ from ..audio.wavfile import SampleFormat
 from ..config.settings import AudioSettings
 from ..errors import DeviceUnavailable, InvalidParams, NotFound, shown
 from ..events import NotificationMessage, Notify
-from ..system.paths import APP_NAME
+from ..system.paths import recording_journal_dir, recordings_dir
 
 log = logging.getLogger(__name__)
-
-
-def recordings_dir() -> Path:
-    """Where auto-named recordings go: ``$ASRPRO_RECORDINGS_DIR`` or ``<user data dir>/recordings``."""
-    override = os.environ.get("ASRPRO_RECORDINGS_DIR")
-    if override:
-        return Path(override)
-    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)) / "recordings"
 
 
 class RecordStartParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -101,7 +92,7 @@ class AudioService:
         self._notify = notify
         self._settings = settings
         self.recordings_root = recordings_root or recordings_dir()
-        self.journal_dir = self.recordings_root / ".in-progress"
+        self.journal_dir = recording_journal_dir(self.recordings_root)
         self.device_poll_interval_s = device_poll_interval_s
         self._permission_probe = permission_probe
         self._recordings: dict[str, Recording] = {}

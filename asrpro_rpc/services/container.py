@@ -1,16 +1,22 @@
 """The services container: every long-lived service of one sidecar, shared by the RPC methods and the HTTP
-shim (which the composition root, ``protocol.server``, builds beside it)."""
+shim (which the composition root, ``protocol.server``, builds beside it). Those nothing needs at start-up
+(transcription, downloads, audio, streaming) are built, and their modules imported, on first use."""
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
+import anyio.abc
 import msgspec
 
+from ..catalog.specs import ModelSpec
 from ..catalog.store import ModelStore
 from ..config.service import ConfigService, announce_changes, default_legacy_dirs
 from ..config.settings import Settings
@@ -19,14 +25,17 @@ from ..events import Notify
 from ..system import paths
 from ..system.instance import InstanceLock
 from ..transcripts.vocabulary import Vocabulary
-from .audio import AudioService
-from .downloads import DownloadService
 from .models import LoadProgress, ManagerOptions, ModelInfo, ModelManager
-from .streaming import StreamingService
 from .system import SystemService
-from .transcription import TranscriptionService
+
+if TYPE_CHECKING:
+    from .audio import AudioService
+    from .downloads import DownloadService
+    from .streaming import StreamingService
+    from .transcription import TranscriptionService
 
 log = logging.getLogger(__name__)
+_Service = TypeVar("_Service")
 
 
 class App:
@@ -54,13 +63,9 @@ class App:
         self.config.subscribe(self._apply_settings)
         self.config.subscribe(announce_changes(self.notify))
         self.config.subscribe_warnings(lambda warning: self.notify("notification", warning))
-
-        def vocabulary() -> Vocabulary:  # read at each use: a dictionary edit applies to the next request
-            return self.config.settings.vocabulary.as_vocabulary()
-
-        self.transcription = TranscriptionService(self.models, vocabulary=vocabulary)
-        self.downloads = DownloadService(self.store)
-        self.models.fetch = self.downloads.fetch_for_load  # whisper-*/parakeet-* download on first use
+        self._built: dict[str, Any] = {}
+        self._building = threading.RLock()
+        self.models.fetch = self._fetch_for_load  # whisper-*/parakeet-* download on first use
         self.system = SystemService(
             models_dir=self.store.models_dir,
             engine_status=self.models.status,
@@ -71,12 +76,65 @@ class App:
         self.listeners.append(self.system.observe)
         self.instance_lock: InstanceLock | None = None
         """Set by the stdio server when it holds the single-instance lock (the HTTP shim records its port)."""
-        # the audio settings are read at each use: a recording or stream starts with those in force
-        self.streaming = StreamingService(
-            self.models, self.notify, settings=lambda: self.config.settings.audio, vocabulary=vocabulary
-        )
-        self.audio = AudioService(self.notify, settings=lambda: self.config.settings.audio)
+        self._background: anyio.abc.TaskGroup | None = None
+        """``run_background``'s task group while it runs: stream workers run there."""
+        if _lists_recordings(paths.recording_journal_dir()):
+            self.audio  # noqa: B018 - built now: it repairs the recordings a crash interrupted
         self._closed = False
+
+    def _vocabulary(self) -> Vocabulary:
+        """The user's dictionary, read at each use: an edit applies to the next request."""
+        return self.config.settings.vocabulary.as_vocabulary()
+
+    @property
+    def transcription(self) -> TranscriptionService:
+        from .transcription import TranscriptionService
+
+        return self._lazy(
+            "transcription", lambda: TranscriptionService(self.models, vocabulary=self._vocabulary)
+        )
+
+    @property
+    def downloads(self) -> DownloadService:
+        from .downloads import DownloadService
+
+        return self._lazy("downloads", lambda: DownloadService(self.store))
+
+    # the audio settings are read at each use: a recording or stream starts with those in force
+    @property
+    def audio(self) -> AudioService:
+        from .audio import AudioService
+
+        return self._lazy(
+            "audio", lambda: AudioService(self.notify, settings=lambda: self.config.settings.audio)
+        )
+
+    @property
+    def streaming(self) -> StreamingService:
+        from .streaming import StreamingService
+
+        def build() -> StreamingService:
+            service = StreamingService(
+                self.models,
+                self.notify,
+                settings=lambda: self.config.settings.audio,
+                vocabulary=self._vocabulary,
+            )
+            service.serve_in(self._background)
+            return service
+
+        return self._lazy("streaming", build)
+
+    def _lazy(self, name: str, build: Callable[[], _Service]) -> _Service:
+        """The service ``name``, built on its first use (once, whichever thread asks first)."""
+        with self._building:
+            if name not in self._built:
+                self._built[name] = build()
+            return self._built[name]
+
+    async def _fetch_for_load(self, spec: ModelSpec, progress: LoadProgress | None) -> Path:
+        """``models.fetch``: the download service is built when a first model needs downloading."""
+        return await self.downloads.fetch_for_load(spec, progress)
 
     @property
     def uptime_s(self) -> float:
@@ -112,21 +170,43 @@ class App:
             self.models.selected_id = settings.model.selected_id
 
     async def run_background(self) -> None:
-        """Background duties (idle unload, settings hot reload); run in the server's task group."""
+        """Background duties (idle unload, settings hot reload) and the stream workers, until cancelled
+        (which cancels every stream); run in the server's task group."""
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(self.models.watch_idle)
-            task_group.start_soon(self.streaming.run)
             task_group.start_soon(self.config.watch)
+            self._serve_streams_in(task_group)
+            try:
+                await anyio.sleep_forever()
+            finally:
+                self._serve_streams_in(None)
+
+    def _serve_streams_in(self, task_group: anyio.abc.TaskGroup | None) -> None:
+        with self._building:
+            self._background = task_group
+            if "streaming" in self._built:
+                self.streaming.serve_in(task_group)
 
     async def aclose(self) -> None:
         """Release everything (end the engine process); idempotent."""
         if self._closed:
             return
         self._closed = True
-        await self.streaming.aclose()
+        if "streaming" in self._built:
+            await self.streaming.aclose()
         await self.models.aclose()
-        await anyio.to_thread.run_sync(self.audio.close)
+        if "audio" in self._built:
+            await anyio.to_thread.run_sync(self.audio.close)
         log.info("services closed")
+
+
+def _lists_recordings(journal_dir: Path) -> bool:
+    """Whether the recordings journal names any recording (one a crash interrupted, at start-up)."""
+    try:
+        with os.scandir(journal_dir) as entries:
+            return any(entries)
+    except OSError:  # no journal yet
+        return False
 
 
 def open_config() -> ConfigService:

@@ -32,7 +32,6 @@ from ..streaming.session import LiveStream, StreamSummary
 from ..streaming.vad import SAMPLE_RATE_HZ, GateTuning, SileroVad
 from ..transcripts.types import Segment, Temperatures, TranscribeOptions, Word
 from ..transcripts.vocabulary import Vocabulary
-from .audio import input_device_error
 from .models import ModelManager, run_blocking
 from .transcription import with_vocabulary
 
@@ -113,7 +112,8 @@ class StreamCancelResult(msgspec.Struct, frozen=True):
 
 
 class StreamingService:
-    """Live streams over the model manager's resident model; ``run`` must be running (the app's task).
+    """Live streams over the model manager's resident model, their workers run in the task group that
+    ``serve_in`` gives (the app's background group).
 
     ``settings()`` gives the ``audio`` settings in force (read when a microphone stream starts).
     """
@@ -140,14 +140,10 @@ class StreamingService:
         self._ids = itertools.count(1)
         self._task_group: anyio.abc.TaskGroup | None = None
 
-    async def run(self) -> None:
-        """Host the stream workers until cancelled (which cancels every stream)."""
-        async with anyio.create_task_group() as task_group:
-            self._task_group = task_group
-            try:
-                await anyio.sleep_forever()
-            finally:
-                self._task_group = None
+    def serve_in(self, task_group: anyio.abc.TaskGroup | None) -> None:
+        """Start stream workers in ``task_group`` (cancelling it cancels every stream); ``None`` once it has
+        ended: new streams are refused."""
+        self._task_group = task_group
 
     # --- the four verbs ------------------------------------------------------------------------------
     async def start(self, params: StreamStartParams) -> StreamStartResult:
@@ -296,6 +292,7 @@ class StreamingService:
 
     def _open_microphone(self, stream: LiveStream, params: StreamStartParams) -> None:
         from ..audio.capture import InputCapture
+        from .audio import input_device_error
 
         def on_error(error: errors.AsrproError) -> None:
             stream.error = error

@@ -212,7 +212,7 @@ def make_scratch_dir() -> Path:
     base = Path(tempfile.gettempdir())
     for stale in base.glob(f"{_SCRATCH_PREFIX}*"):
         pid = stale.name.removeprefix(_SCRATCH_PREFIX).split("-", 1)[0]
-        if stale.is_dir() and pid.isdigit() and not psutil.pid_exists(int(pid)):
+        if pid.isdigit() and stale.is_dir() and not psutil.pid_exists(int(pid)):  # no stat for others
             shutil.rmtree(stale, ignore_errors=True)
     scratch = Path(tempfile.mkdtemp(prefix=f"{_SCRATCH_PREFIX}{os.getpid()}-", dir=base))
     tempfile.tempdir = str(scratch)

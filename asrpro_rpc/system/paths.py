@@ -1,4 +1,4 @@
-"""Where the sidecar keeps things: config, model cache, logs (platformdirs, overridable by env)."""
+"""Where the sidecar keeps things: config, model cache, recordings (platformdirs, overridable by env)."""
 
 from __future__ import annotations
 
@@ -28,3 +28,16 @@ def models_dir() -> Path:
     """Model cache: ``$ASRPRO_MODELS_DIR`` or ``<cache>/models``; one sub-directory per model id."""
     override = os.environ.get("ASRPRO_MODELS_DIR")
     return Path(override) if override else cache_dir() / "models"
+
+
+def recordings_dir() -> Path:
+    """Where auto-named recordings go: ``$ASRPRO_RECORDINGS_DIR`` or ``<user data dir>/recordings``."""
+    override = os.environ.get("ASRPRO_RECORDINGS_DIR")
+    if override:
+        return Path(override)
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)) / "recordings"
+
+
+def recording_journal_dir(recordings_root: Path | None = None) -> Path:
+    """Where running recordings are listed, so the next start repairs those a crash interrupted."""
+    return (recordings_root or recordings_dir()) / ".in-progress"
