@@ -54,7 +54,7 @@ async def events(websocket: WebSocket) -> None:
         with contextlib.suppress(RuntimeError):  # the loop has closed
             loop.call_soon_threadsafe(_offer, queue, to_event(method, params))
 
-    state.services.listeners.append(listener)
+    state.services.observers.append(listener)
     try:
         await websocket.send_json({"type": "connected"})
         async with anyio.create_task_group() as task_group:
@@ -70,4 +70,4 @@ async def events(websocket: WebSocket) -> None:
     except (WebSocketDisconnect, OSError):
         pass
     finally:
-        state.services.listeners.remove(listener)
+        state.services.observers.remove(listener)

@@ -40,6 +40,9 @@ class App:
     ) -> None:
         self.started_monotonic_s = time.monotonic()
         self.listeners: list[Notify] = []
+        """Hosts: every broadcast notification (the stdio session)."""
+        self.observers: list[Notify] = []
+        """Every notification of the process, whichever front sent it (``/v1/events`` sockets)."""
         self.config = config or open_config()
         settings = self.config.settings
         self.store = store or ModelStore.for_settings(settings)
@@ -53,7 +56,7 @@ class App:
         self.config.subscribe(self._apply_settings)
         self.config.subscribe(announce_changes(self.notify))
         self.config.subscribe_warnings(lambda warning: self.notify("notification", warning))
-        self.transcription = TranscriptionService(self.models)
+        self.transcription = TranscriptionService(self.models, self.notify)
         self.downloads = DownloadService(self.store)
         self.models.fetch = self.downloads.fetch_for_load  # whisper-*/parakeet-* download on first use
         self.system = SystemService(
@@ -75,9 +78,15 @@ class App:
         return time.monotonic() - self.started_monotonic_s
 
     def notify(self, method: str, params: msgspec.Struct) -> None:
-        """Send a notification to every connected host (thread-safe)."""
+        """Send a notification to every connected host and observer (thread-safe)."""
         for listener in list(self.listeners):
             listener(method, params)
+        self.observe(method, params)
+
+    def observe(self, method: str, params: msgspec.Struct) -> None:
+        """Show observers a notification a front sent its own host only (a stdio request's progress)."""
+        for observer in list(self.observers):
+            observer(method, params)
 
     def record_fault(self, error: AsrproError) -> None:
         """A request failed through no fault of its own: ``system.health`` reports it as the last error."""
@@ -137,4 +146,5 @@ def manager_options(settings: Settings) -> ManagerOptions:
         cpu_threads=device.cpu_threads,
         max_concurrency=device.max_concurrent_transcriptions,
         idle_unload_s=model.auto_unload_timeout_s if model.auto_unload else None,
+        aliases=dict(model.aliases),
     )

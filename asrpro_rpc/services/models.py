@@ -24,14 +24,17 @@ from .. import errors
 from ..catalog.packs import available_packs
 from ..catalog.specs import ModelSpec, resolve_alias
 from ..catalog.store import ModelStore
+from ..config.settings import DEFAULT_ALIASES
 from ..engines.base import LoadInfo, LoadSpec, SegmentSink
 from ..engines.host.client import EngineHost, EngineLost
-from ..events import NotificationMessage, Notify
+from ..events import NotificationMessage, Notify, final_stage
 from ..transcripts.types import TranscribeOptions, Transcript
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-LoadProgress = Callable[[float, str], None]
+LoadProgress = Callable[..., None]
+"""``progress(fraction, message)``; a load's last call adds ``stage`` (``done``/``failed``/``cancelled``)
+and, when failed, ``error`` (the error kind)."""
 
 
 class ManagerOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -44,6 +47,8 @@ class ManagerOptions(msgspec.Struct, frozen=True, kw_only=True):
     max_concurrency: int = 2
     idle_unload_s: float | None = 300.0
     """Unload after this long unused; ``None`` keeps the model loaded."""
+    aliases: dict[str, str] = msgspec.field(default_factory=lambda: dict(DEFAULT_ALIASES))
+    """``model.aliases``: OpenAI model names → ``selected`` or a model id."""
 
 
 class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -139,8 +144,10 @@ class ModelManager:
 
     # --- queries -----------------------------------------------------------------------------------
     def resolve(self, model_id: str | None) -> ModelSpec:
-        """The spec for ``model_id``; ``None`` and ``whisper-1`` mean the selected model."""
-        return self.store.get(resolve_alias(model_id or self.selected_id, self.selected_id))
+        """The spec for ``model_id``; ``None`` and ``whisper-1`` (an alias) mean the selected model."""
+        return self.store.get(
+            resolve_alias(model_id or self.selected_id, self.selected_id, self.options.aliases)
+        )
 
     def info(self, spec: ModelSpec) -> ModelInfo:
         resident = self._resident if self._resident and self._resident.spec.id == spec.id else None
@@ -312,11 +319,25 @@ class ModelManager:
                 await self._drained.wait()
 
     async def _ensure_resident(self, spec: ModelSpec, progress: LoadProgress | None) -> None:
-        """Called with the load lock held."""
+        """Called with the load lock held; a load started here ends ``progress`` with a final stage."""
         resident = self._resident
         if resident is not None and resident.spec.id == spec.id and resident.host.alive:
             return
-        model_path = await self._model_path(spec, progress)  # a download keeps the resident model meanwhile
+        report = progress or (lambda fraction, message, **extra: None)
+        try:
+            await self._load(spec, resident, report)
+        except BaseException as exc:
+            ending = final_stage(exc)
+            if ending is not None:
+                stage, kind = ending
+                report(
+                    0.0, "load cancelled" if stage == "cancelled" else "load failed", stage=stage, error=kind
+                )
+            raise
+        report(1.0, "ready", stage="done")
+
+    async def _load(self, spec: ModelSpec, resident: _Resident | None, report: LoadProgress) -> None:
+        model_path = await self._model_path(spec, report)  # a download keeps the resident model meanwhile
         if resident is not None:
             await self._wait_until_unused()
             await self._unload("switch" if resident.host.alive else "engine ended")
@@ -333,7 +354,6 @@ class ModelManager:
             max_concurrency=self.options.max_concurrency,
             languages=spec.languages,
         )
-        report = progress or (lambda fraction, message: None)
         self._loading_id = spec.id
         started_s = time.monotonic()
         host = self._host_factory()
@@ -348,7 +368,6 @@ class ModelManager:
         finally:
             self._loading_id = None
         self._resident = _Resident(spec, host, info)
-        report(1.0, "ready")
         log.info(
             "model loaded",
             extra={

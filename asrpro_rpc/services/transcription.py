@@ -11,6 +11,7 @@ import msgspec
 
 from .. import errors
 from ..engines.base import SegmentSink
+from ..events import ModelProgress, Notify, ProgressReporter, final_stage
 from ..transcripts.cleanup import postprocess
 from ..transcripts.formats import render
 from ..transcripts.types import (
@@ -22,7 +23,7 @@ from ..transcripts.types import (
     Transcript,
     Word,
 )
-from .models import ModelManager
+from .models import LoadProgress, ModelManager
 
 
 class TranscribeFileParams(TranscribeOptions, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -106,16 +107,32 @@ def shape_result(
 
 
 class TranscriptionService:
-    """Transcribes files on the model manager's resident model."""
+    """Transcribes files on the model manager's resident model; a model it has to load first reports
+    ``model.progress`` to every listener (``notify``), whichever front asked."""
 
-    def __init__(self, models: ModelManager) -> None:
+    def __init__(self, models: ModelManager, notify: Notify | None = None) -> None:
         self.models = models
+        self._notify = notify
 
     async def transcribe_file(
         self, params: TranscribeFileParams, progress: Any, on_segment: SegmentSink | None = None
     ) -> TranscriptionResult:
-        """``progress(fraction, stage=...)`` receives stage changes and per-segment progress; ``on_segment``
-        (from a worker thread) each segment of the result as soon as it is decoded, as the result has it."""
+        """``progress(fraction, stage=...)`` receives stage changes and per-segment progress, and last
+        ``done``, ``failed`` (with ``error``, the error kind) or ``cancelled``; ``on_segment`` (from a
+        worker thread) each segment of the result as soon as it is decoded, as the result has it."""
+        try:
+            result = await self._transcribe(params, progress, on_segment)
+        except BaseException as exc:
+            ending = final_stage(exc)
+            if ending is not None:
+                progress(0.0, stage=ending[0], error=ending[1])
+            raise
+        progress(1.0, stage="done")
+        return result
+
+    async def _transcribe(
+        self, params: TranscribeFileParams, progress: Any, on_segment: SegmentSink | None
+    ) -> TranscriptionResult:
         file = check_audio_path(params.path)
         options = params.options()
         spec = self.models.resolve(params.model)
@@ -126,12 +143,21 @@ class TranscriptionService:
             str(file),
             options,
             on_progress=lambda fraction: progress(fraction * 0.999, stage="transcribing"),
+            on_loading=self._load_reporter(spec.id),
             on_segment=_kept_segments(on_segment, options.min_confidence) if on_segment else None,
         )
         transcript = postprocess(transcript, options)
         transcript = msgspec.structs.replace(transcript, model=spec.id)
-        progress(1.0, stage="done")
         return shape_result(transcript, params.response_format, options.word_timestamps, spec.id)
+
+    def _load_reporter(self, model_id: str) -> LoadProgress | None:
+        notify = self._notify
+        if notify is None:
+            return None
+        report = ProgressReporter(
+            lambda payload: notify("model.progress", payload), ModelProgress, {"model_id": model_id}
+        )
+        return lambda fraction, message, **extra: report(fraction, message=message, **extra)
 
 
 def _kept_segments(sink: SegmentSink, min_confidence: float | None) -> SegmentSink:
