@@ -370,7 +370,12 @@ def test_oversize_upload_gets_413_and_leaves_no_temp_file(shim: Shim) -> None:
         ({"model": "tiny", "temperature": "warm"}, 400, "invalid_value", "temperature"),
         ({"model": "tiny", "language": "xx"}, 400, "invalid_params", "language"),
         ({"model": "tiny", "colour": "red"}, 400, "unknown_parameter", "colour"),
-        ({"model": "tiny", "timestamp_granularities[]": "word"}, 400, "invalid_value", "timestamp_granularities"),
+        (
+            {"model": "tiny", "timestamp_granularities[]": "word"},
+            400,
+            "invalid_value",
+            "timestamp_granularities",
+        ),
         ({"model": "no-such-model"}, 404, "model_not_found", None),
     ],
 )
