@@ -27,7 +27,7 @@ from ..catalog.store import ModelStore
 from ..config.settings import DEFAULT_ALIASES
 from ..engines.base import LoadInfo, LoadSpec, SegmentSink
 from ..engines.host.client import EngineHost, EngineLost
-from ..events import NotificationMessage, Notify, final_stage
+from ..events import ModelProgress, NotificationMessage, Notify, ProgressReporter, final_stage
 from ..transcripts.types import TranscribeOptions, Transcript
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,15 @@ T = TypeVar("T")
 LoadProgress = Callable[..., None]
 """``progress(fraction, message)``; a load's last call adds ``stage`` (``done``/``failed``/``cancelled``)
 and, when failed, ``error`` (the error kind)."""
+
+
+def broadcast_load_progress(notify: Notify, model_id: str) -> LoadProgress:
+    """A load as ``model.progress`` to every listener: for the loads a transcription or a stream starts
+    on its own (no request asked for them, yet progress bars want them)."""
+    report = ProgressReporter(
+        lambda payload: notify("model.progress", payload), ModelProgress, {"model_id": model_id}
+    )
+    return lambda fraction, message, **extra: report(fraction, message=message, **extra)
 
 
 class ManagerOptions(msgspec.Struct, frozen=True, kw_only=True):

@@ -11,7 +11,7 @@ import msgspec
 
 from .. import errors
 from ..engines.base import SegmentSink
-from ..events import ModelProgress, Notify, ProgressReporter, final_stage
+from ..events import Notify, final_stage
 from ..transcripts.cleanup import postprocess
 from ..transcripts.formats import render
 from ..transcripts.types import (
@@ -23,7 +23,7 @@ from ..transcripts.types import (
     Transcript,
     Word,
 )
-from .models import LoadProgress, ModelManager
+from .models import LoadProgress, ModelManager, broadcast_load_progress
 
 
 class TranscribeFileParams(TranscribeOptions, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -151,13 +151,7 @@ class TranscriptionService:
         return shape_result(transcript, params.response_format, options.word_timestamps, spec.id)
 
     def _load_reporter(self, model_id: str) -> LoadProgress | None:
-        notify = self._notify
-        if notify is None:
-            return None
-        report = ProgressReporter(
-            lambda payload: notify("model.progress", payload), ModelProgress, {"model_id": model_id}
-        )
-        return lambda fraction, message, **extra: report(fraction, message=message, **extra)
+        return None if self._notify is None else broadcast_load_progress(self._notify, model_id)
 
 
 def _kept_segments(sink: SegmentSink, min_confidence: float | None) -> SegmentSink:

@@ -117,6 +117,22 @@ def test_events_show_work_started_over_stdio(shim: Shim, speech_wav: Path, not_a
     assert failed[-1]["stage"] == "failed" and failed[-1]["error"] == "audio_unreadable"
 
 
+def test_a_cancelled_transcription_ends_with_a_cancelled_frame(
+    shim: Shim, long_audio_factory: Callable[[float], Path]
+) -> None:
+    long_audio = long_audio_factory(5)
+    shim.sidecar.call("models.load", {"model": "tiny"}, timeout_s=60)
+    with events_socket(shim) as websocket:
+        request_id = shim.sidecar.request(
+            "transcribe.file", {"path": str(long_audio), "model": "tiny", **RPC_FAST}
+        )
+        collect(websocket, lambda e: e.get("request_id") == request_id and e["stage"] == "transcribing")
+        shim.sidecar.notify("$/cancelRequest", {"id": request_id})
+        assert shim.sidecar.response(request_id, timeout_s=60)["error"]["code"] == -32800
+        ended = collect(websocket, lambda e: e.get("request_id") == request_id and is_final(e))
+    assert ended[-1]["stage"] == "cancelled" and ended[-1]["progress"] < 1.0
+
+
 def test_an_implicit_load_reports_model_progress(shim: Shim, speech_wav: Path) -> None:
     shim.sidecar.call("models.unload")
     with events_socket(shim) as websocket:
