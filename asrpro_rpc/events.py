@@ -37,7 +37,7 @@ class ModelProgress(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     rate_bytes_per_s: int | None = None
     """Downloads only: recent transfer rate."""
     stage: FinalStage | None = None
-    """Only on the last frame of a load: ``done``, ``failed`` (see ``error``) or ``cancelled``."""
+    """Only on the last frame of a load or download: ``done``, ``failed`` (see ``error``) or ``cancelled``."""
     error: str | None = None
     """With ``failed``: the error's kind (``model_load_failed``, ``out_of_memory``…)."""
 

@@ -26,6 +26,7 @@ import msgspec
 from .. import errors
 from ..catalog.specs import ModelSpec
 from ..catalog.store import ModelStore
+from ..events import final_stage
 from .models import LoadProgress, run_blocking
 
 if TYPE_CHECKING:
@@ -83,7 +84,19 @@ class DownloadService:
         return self.store.models_dir / ".downloads" / model_id
 
     async def download(self, spec: ModelSpec, progress: DownloadProgress, *, update: bool = False) -> Path:
-        """Fetch ``spec``'s files unless present (``update``: fetch the latest revision even if present)."""
+        """Fetch ``spec``'s files unless present (``update``: fetch the latest revision even if present);
+        ``progress`` ends with a final ``stage``: ``done``, ``failed`` (with ``error``) or ``cancelled``."""
+        try:
+            path = await self._download(spec, progress, update=update)
+        except BaseException as exc:
+            ending = final_stage(exc)
+            if ending is not None:
+                progress(0.0, message=f"download {ending[0]}", stage=ending[0], error=ending[1])
+            raise
+        progress(1.0, message="downloaded", stage="done")
+        return path
+
+    async def _download(self, spec: ModelSpec, progress: DownloadProgress, *, update: bool) -> Path:
         if spec.user:
             raise errors.InvalidParams(
                 f"{spec.id!r} is a registered local model; there is nothing to download.", model_id=spec.id
