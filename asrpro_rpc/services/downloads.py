@@ -87,16 +87,19 @@ class DownloadService:
         """Fetch ``spec``'s files unless present (``update``: fetch the latest revision even if present);
         ``progress`` ends with a final ``stage``: ``done``, ``failed`` (with ``error``) or ``cancelled``."""
         try:
-            path = await self._download(spec, progress, update=update)
+            path, outcome = await self._download(spec, progress, update=update)
         except BaseException as exc:
             ending = final_stage(exc)
             if ending is not None:
                 progress(0.0, message=f"download {ending[0]}", stage=ending[0], error=ending[1])
             raise
-        progress(1.0, message="downloaded", stage="done")
+        progress(1.0, message=outcome, stage="done")
         return path
 
-    async def _download(self, spec: ModelSpec, progress: DownloadProgress, *, update: bool) -> Path:
+    async def _download(
+        self, spec: ModelSpec, progress: DownloadProgress, *, update: bool
+    ) -> tuple[Path, str]:
+        """The model's directory, and what happened (``downloaded``, ``already downloaded``)."""
         if spec.user:
             raise errors.InvalidParams(
                 f"{spec.id!r} is a registered local model; there is nothing to download.", model_id=spec.id
@@ -104,9 +107,9 @@ class DownloadService:
         lock = self._locks.setdefault(spec.id, anyio.Lock())
         async with lock:
             if self.store.is_available(spec) and not (update and await self._outdated(spec)):
-                progress(1.0, message="already downloaded")
-                return self.store.resolve_path(spec)
-            return await run_blocking(lambda cancel: self._download_blocking(spec, progress, cancel))
+                return self.store.resolve_path(spec), "already downloaded"
+            path = await run_blocking(lambda cancel: self._download_blocking(spec, progress, cancel))
+            return path, "downloaded"
 
     async def fetch_for_load(self, spec: ModelSpec, progress: LoadProgress | None) -> Path:
         """Download a missing model on first use; on failure (offline), a clear ``model_not_downloaded``.
