@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Generic, Literal, TypeVar
 
 import anyio
@@ -118,15 +119,20 @@ NOTIFICATIONS += [
 Progress = TypeVar("Progress", ModelProgress, TranscriptionProgress)
 
 
-def final_stage(exc: BaseException) -> tuple[FinalStage, str | None] | None:
-    """The last frame an operation ending with ``exc`` sends: (stage, error kind); None for exits that
-    end the process (KeyboardInterrupt, SystemExit)."""
-    if isinstance(exc, anyio.get_cancelled_exc_class()):
-        return "cancelled", None
-    if not isinstance(exc, Exception):
-        return None
-    kind = errors.error_for(exc).kind
-    return ("cancelled", None) if kind == "cancelled" else ("failed", kind)
+@contextmanager
+def final_frame(send: Callable[[FinalStage, str | None], None]) -> Iterator[None]:
+    """Run the block, then ``send`` the operation's last frame: ``("done", None)``, or on the way out
+    ``("failed", error kind)`` / ``("cancelled", None)`` (not for KeyboardInterrupt, SystemExit)."""
+    try:
+        yield
+    except BaseException as exc:
+        if isinstance(exc, anyio.get_cancelled_exc_class()):
+            send("cancelled", None)
+        elif isinstance(exc, Exception):
+            kind = errors.error_for(exc).kind
+            send(*(("cancelled", None) if kind == "cancelled" else ("failed", kind)))
+        raise
+    send("done", None)
 
 
 class ProgressReporter(Generic[Progress]):

@@ -26,7 +26,7 @@ import msgspec
 from .. import errors
 from ..catalog.specs import ModelSpec
 from ..catalog.store import ModelStore
-from ..events import final_stage
+from ..events import FinalStage, final_frame
 from .models import LoadProgress, run_blocking
 
 if TYPE_CHECKING:
@@ -86,14 +86,14 @@ class DownloadService:
     async def download(self, spec: ModelSpec, progress: DownloadProgress, *, update: bool = False) -> Path:
         """Fetch ``spec``'s files unless present (``update``: fetch the latest revision even if present);
         ``progress`` ends with a final ``stage``: ``done``, ``failed`` (with ``error``) or ``cancelled``."""
-        try:
-            path, outcome = await self._download(spec, progress, update=update)
-        except BaseException as exc:
-            ending = final_stage(exc)
-            if ending is not None:
-                progress(0.0, message=f"download {ending[0]}", stage=ending[0], error=ending[1])
-            raise
-        progress(1.0, message=outcome, stage="done")
+        outcome = ["downloaded"]
+
+        def end(stage: FinalStage, kind: str | None) -> None:
+            message = outcome[0] if stage == "done" else f"download {stage}"
+            progress(1.0 if stage == "done" else 0.0, message=message, stage=stage, error=kind)
+
+        with final_frame(end):
+            path, outcome[0] = await self._download(spec, progress, update=update)
         return path
 
     async def _download(

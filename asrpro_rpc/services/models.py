@@ -27,7 +27,7 @@ from ..catalog.store import ModelStore
 from ..config.settings import DEFAULT_ALIASES
 from ..engines.base import LoadInfo, LoadSpec, SegmentSink
 from ..engines.host.client import EngineHost, EngineLost
-from ..events import ModelProgress, NotificationMessage, Notify, ProgressReporter, final_stage
+from ..events import FinalStage, ModelProgress, NotificationMessage, Notify, ProgressReporter, final_frame
 from ..transcripts.types import TranscribeOptions, Transcript
 
 log = logging.getLogger(__name__)
@@ -333,17 +333,13 @@ class ModelManager:
         if resident is not None and resident.spec.id == spec.id and resident.host.alive:
             return
         report = progress or (lambda fraction, message, **extra: None)
-        try:
+
+        def end(stage: FinalStage, kind: str | None) -> None:
+            message = {"done": "ready", "failed": "load failed", "cancelled": "load cancelled"}[stage]
+            report(1.0 if stage == "done" else 0.0, message, stage=stage, error=kind)
+
+        with final_frame(end):
             await self._load(spec, resident, report)
-        except BaseException as exc:
-            ending = final_stage(exc)
-            if ending is not None:
-                stage, kind = ending
-                report(
-                    0.0, "load cancelled" if stage == "cancelled" else "load failed", stage=stage, error=kind
-                )
-            raise
-        report(1.0, "ready", stage="done")
 
     async def _load(self, spec: ModelSpec, resident: _Resident | None, report: LoadProgress) -> None:
         model_path = await self._model_path(spec, report)  # a download keeps the resident model meanwhile

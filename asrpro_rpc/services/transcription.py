@@ -11,7 +11,7 @@ import msgspec
 
 from .. import errors
 from ..engines.base import SegmentSink
-from ..events import Notify, final_stage
+from ..events import FinalStage, Notify, final_frame
 from ..transcripts.cleanup import postprocess
 from ..transcripts.formats import render
 from ..transcripts.types import (
@@ -120,15 +120,12 @@ class TranscriptionService:
         """``progress(fraction, stage=...)`` receives stage changes and per-segment progress, and last
         ``done``, ``failed`` (with ``error``, the error kind) or ``cancelled``; ``on_segment`` (from a
         worker thread) each segment of the result as soon as it is decoded, as the result has it."""
-        try:
-            result = await self._transcribe(params, progress, on_segment)
-        except BaseException as exc:
-            ending = final_stage(exc)
-            if ending is not None:
-                progress(0.0, stage=ending[0], error=ending[1])
-            raise
-        progress(1.0, stage="done")
-        return result
+
+        def end(stage: FinalStage, kind: str | None) -> None:
+            progress(1.0 if stage == "done" else 0.0, stage=stage, error=kind)
+
+        with final_frame(end):
+            return await self._transcribe(params, progress, on_segment)
 
     async def _transcribe(
         self, params: TranscribeFileParams, progress: Any, on_segment: SegmentSink | None

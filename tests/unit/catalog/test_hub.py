@@ -187,7 +187,7 @@ def test_download_installs_verified_files_with_progress(
     assert any(f"/resolve/{hub.commit}/model.bin" in path for _, path, _ in hub.requests)
     again = Reports()
     _download(service, SMALL, again)
-    assert again.items == [{"progress": 1.0, "message": "already downloaded", "stage": "done"}]
+    assert again.items == [{"progress": 1.0, "message": "already downloaded", "stage": "done", "error": None}]
 
 
 # --- resume ------------------------------------------------------------------------------------
