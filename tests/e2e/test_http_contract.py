@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -186,6 +187,24 @@ def test_model_list_puts_available_first_and_filters(shim: Shim) -> None:
     assert available and all(m["available"] for m in available)
     assert {m["id"] for m in available if "alias_of" not in m} == {m["id"] for m in own if m["available"]}
     assert shim.get("/v1/models", params={"available": "maybe"}).status_code == 400
+
+
+# --- curl as OpenAI's API reference writes it -----------------------------------------------------------
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl_as_in_openais_reference(shim: Shim, speech_wav: Path) -> None:
+    fields = [arg for name, value in FAST.items() for arg in ("-F", f"{name}={str(value).lower()}")]
+    result = subprocess.run(
+        ["curl", "-sS", "-D", "-", f"{shim.url}/v1/audio/transcriptions"]
+        + ["-H", f"Authorization: Bearer {TOKEN}", "-H", "Content-Type: multipart/form-data"]
+        + ["-F", f"file=@{speech_wav}", "-F", "model=tiny", *fields],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    head, _, body = result.stdout.partition("\n\n")  # text mode: the \r\n are \n
+    assert head.startswith("HTTP/1.1 200") and "x-request-id: http-" in head.lower(), result.stdout
+    transcript = json.loads(body)
+    assert isinstance(transcript["text"], str) and transcript["usage"]["type"] == "duration"
 
 
 # --- the async SDK ------------------------------------------------------------------------------------
