@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Generic, Literal, TypeVar
 
+import anyio
 import msgspec
 
+from . import errors
 from .transcripts.types import Segment
 
 RequestId = int | str | None
 """A JSON-RPC request id (``None`` for work no request started)."""
 Notify = Callable[[str, msgspec.Struct], None]
 """Sends one notification: its method and its payload Struct."""
+FinalStage = Literal["done", "failed", "cancelled"]
+"""How a started operation ended: its progress stream's last frame says so."""
 
 
 class ModelProgress(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -32,14 +37,21 @@ class ModelProgress(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     """Downloads only: size of all the model's files."""
     rate_bytes_per_s: int | None = None
     """Downloads only: recent transfer rate."""
+    stage: FinalStage | None = None
+    """Only on the last frame of a load or download: ``done``, ``failed`` (see ``error``) or ``cancelled``."""
+    error: str | None = None
+    """With ``failed``: the error's kind (``model_load_failed``, ``out_of_memory``…)."""
 
 
-class TranscriptionProgress(msgspec.Struct, frozen=True, kw_only=True):
+class TranscriptionProgress(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     request_id: RequestId
     file_id: str | None = None
     progress: float
-    """0..1; reaches 1.0 exactly once, at the end."""
-    stage: Literal["decoding", "loading_model", "transcribing", "done"]
+    """0..1; reaches 1.0 exactly once, when the transcription is ``done``."""
+    stage: Literal["decoding", "loading_model", "transcribing", "done", "failed", "cancelled"]
+    """The last frame of every transcription is ``done``, ``failed`` or ``cancelled``."""
+    error: str | None = None
+    """With ``failed``: the error's kind (``audio_unreadable``, ``engine_crashed``…)."""
 
 
 class TranscriptionSegment(msgspec.Struct, frozen=True):
@@ -105,6 +117,22 @@ NOTIFICATIONS += [
 
 
 Progress = TypeVar("Progress", ModelProgress, TranscriptionProgress)
+
+
+@contextmanager
+def final_frame(send: Callable[[FinalStage, str | None], None]) -> Iterator[None]:
+    """Run the block, then ``send`` the operation's last frame: ``("done", None)``, or on the way out
+    ``("failed", error kind)`` / ``("cancelled", None)`` (not for KeyboardInterrupt, SystemExit)."""
+    try:
+        yield
+    except BaseException as exc:
+        if isinstance(exc, anyio.get_cancelled_exc_class()):
+            send("cancelled", None)
+        elif isinstance(exc, Exception):
+            kind = errors.error_for(exc).kind
+            send(*(("cancelled", None) if kind == "cancelled" else ("failed", kind)))
+        raise
+    send("done", None)
 
 
 class ProgressReporter(Generic[Progress]):

@@ -12,6 +12,7 @@ from typing import Literal
 import msgspec
 
 from asrpro_rpc import errors
+from asrpro_rpc.config.settings import DEFAULT_ALIASES, SELECTED
 
 Family = Literal["whisper", "parakeet"]
 Engine = Literal["whisper", "nemo", "onnx"]
@@ -207,13 +208,16 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
 
 DEFAULT_MODEL_ID = "whisper-base"
 
-ALIASES: frozenset[str] = frozenset({"whisper-1"})
-"""Ids that stand for the currently selected model (OpenAI clients send ``whisper-1``)."""
+ALIASES: frozenset[str] = frozenset(DEFAULT_ALIASES)
+"""Names no user model may take."""
 
 
-def resolve_alias(model_id: str, selected_id: str) -> str:
-    """Maps an alias (``whisper-1``) to ``selected_id``; any other id is returned unchanged."""
-    return selected_id if model_id in ALIASES else model_id
+def resolve_alias(model_id: str, selected_id: str, aliases: dict[str, str] = DEFAULT_ALIASES) -> str:
+    """Maps an alias (``whisper-1``) to its target (``selected``: ``selected_id``); other ids unchanged."""
+    target = aliases.get(model_id)
+    if target is None:
+        return model_id
+    return selected_id if target == SELECTED else target
 
 
 def find_spec(model_id: str, specs: Iterable[ModelSpec] = BUILTIN_MODELS) -> ModelSpec:

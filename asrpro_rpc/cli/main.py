@@ -54,6 +54,12 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="if the --http port is taken, use the next free one",
     )
+    serve.add_argument(
+        "--no-stdio",
+        action="store_true",
+        help="headless: serve only --http (stdin is not read) until SIGTERM, e.g. under systemd or in a "
+        "container",
+    )
     call = commands.add_parser(
         "call", parents=[common], help="spawn the sidecar, send one request, print the result"
     )
@@ -214,6 +220,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..protocol.server import run_stdio_server
     from ..system.instance import AlreadyRunning
 
+    stdio = not getattr(args, "no_stdio", False)
+    if not stdio and not getattr(args, "http", None):
+        sys.stderr.write(
+            "asrpro serve: --no-stdio needs --http [HOST:]PORT (there is nothing else to serve)\n"
+        )
+        return 2
     try:
         assert protocol_fd is not None
         return run_stdio_server(
@@ -221,6 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             allow_multiple=getattr(args, "allow_multiple", False),
             replace=getattr(args, "replace", False),
             http=_http_request(args),
+            stdio=stdio,
         )
     except AlreadyRunning as exc:
         sys.stderr.write(f"asrpro: {exc.message}\n")

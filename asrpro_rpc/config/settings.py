@@ -53,6 +53,12 @@ class ServerSettings(msgspec.Struct, frozen=True, kw_only=True):
     api_token: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)] | None = None
     """Bearer token HTTP clients must send; ``None`` means no authentication."""
     max_upload_mb: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 25
+    header_timeout_s: Annotated[float, msgspec.Meta(ge=0.5, le=3600)] = 10.0
+    """A connection must send a complete request head within this (slow or idle clients are closed)."""
+    body_timeout_s: Annotated[float, msgspec.Meta(ge=0.5, le=3600)] = 30.0
+    """A request body may pause at most this long between chunks."""
+    max_connections_per_client: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 64
+    """Beyond this, a client's new connection closes its oldest idle one (refused if none is idle)."""
 
 
 class UiSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -78,6 +84,17 @@ class AudioSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Input device id or name (``audio.devices``); ``None`` uses the system default."""
 
 
+SELECTED = "selected"
+"""An alias's target meaning "the currently selected model"."""
+DEFAULT_ALIASES: dict[str, str] = {
+    "whisper-1": SELECTED,
+    "gpt-4o-transcribe": SELECTED,
+    "gpt-4o-mini-transcribe": SELECTED,
+}
+"""OpenAI's model names (those its examples send) → the model they run here (``model.aliases``)."""
+AliasName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
 class ModelSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Which model runs and how long it stays in memory."""
 
@@ -92,6 +109,10 @@ class ModelSettings(msgspec.Struct, frozen=True, kw_only=True):
     hostile file can't hold the engine for days (10 h of silence is 20 MB of FLAC)."""
     cache_directory: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)] | None = None
     """Where models are stored; ``None`` is the platform cache dir (see ``cache_path``)."""
+    aliases: Annotated[dict[AliasName, AliasName], msgspec.Meta(max_length=64)] = msgspec.field(
+        default_factory=lambda: dict(DEFAULT_ALIASES)
+    )
+    """Model names OpenAI clients send → the model they run: ``selected`` (the selected model) or an id."""
 
     def cache_path(self) -> Path:
         """The model cache directory in force: ``cache_directory`` or the platform default."""

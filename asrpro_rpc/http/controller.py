@@ -26,6 +26,7 @@ import msgspec
 
 from .. import errors
 from ..events import NotificationMessage
+from .connections import ConnectionLimits, guarded_protocol
 from .state import ShimOptions, ShimState, is_loopback
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ class HttpController:
 
     async def launched(self, timeout_s: float = 30.0) -> None:
         """Wait for the launch-time start (``--http``, auto-start) so requests see its outcome."""
-        if self._task_group is not None:
+        if self._task_group is not None or self.launch_request is not None:
             with anyio.move_on_after(timeout_s):
                 await self._launched.wait()
 
@@ -154,14 +155,19 @@ class HttpController:
                 self.services,
                 ShimOptions(host=host, port=bound_port, cors_origins=tuple(request.cors_origins)),
             )
+            limits = ConnectionLimits(
+                header_timeout_s=settings.header_timeout_s,
+                body_timeout_s=settings.body_timeout_s,
+                max_per_client=settings.max_connections_per_client,
+            )
             config = uvicorn.Config(
                 create_app(state),
+                http=guarded_protocol(limits),  # header/body timeouts, a per-client connection cap
                 lifespan="off",
                 log_config=None,
                 access_log=False,
                 proxy_headers=False,
                 server_header=False,
-                limit_concurrency=128,
                 timeout_graceful_shutdown=1,
             )
             server = _quiet_server_class(uvicorn)(config)

@@ -140,7 +140,7 @@ def install_handlers(app: FastAPI) -> None:
         )
         return error_response(
             HttpError(
-                422, f"Invalid request: {message}", code="invalid_form", param=".".join(location) or None
+                400, f"Invalid request: {message}", code="invalid_form", param=".".join(location) or None
             )
         )
 

@@ -1,4 +1,8 @@
-"""``WS /v1/events``: the sidecar's notifications, pushed as JSON with the seed's ``type`` names.
+"""``WS /v1/events``: every notification of the process, pushed as JSON with the seed's ``type`` names.
+
+Every: the socket is an observer of the services container (``App.observers``), so it also sees what a
+stdio request sent its own host only (a ``transcribe.file``'s progress, a ``models.load``'s), and each
+operation's final frame (``stage`` ``done``, ``failed`` with ``error``, or ``cancelled``).
 
 ``model.progress`` → ``model_progress``, ``transcription.progress`` → ``transcription_progress``,
 ``notification`` → ``notification`` (others: dots become underscores, e.g. ``config_changed``); the payload's
@@ -54,7 +58,7 @@ async def events(websocket: WebSocket) -> None:
         with contextlib.suppress(RuntimeError):  # the loop has closed
             loop.call_soon_threadsafe(_offer, queue, to_event(method, params))
 
-    state.services.listeners.append(listener)
+    state.services.observers.append(listener)
     try:
         await websocket.send_json({"type": "connected"})
         async with anyio.create_task_group() as task_group:
@@ -70,4 +74,4 @@ async def events(websocket: WebSocket) -> None:
     except (WebSocketDisconnect, OSError):
         pass
     finally:
-        state.services.listeners.remove(listener)
+        state.services.observers.remove(listener)

@@ -27,7 +27,9 @@ class TranscriptionForm(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     """The form of ``/v1/audio/transcriptions``, ``/v1/audio/translations`` and ``/v1/srt``."""
 
     model: str | None = None
-    """Model id; ``whisper-1`` (and other OpenAI names) mean the selected model."""
+    """Model id; omitted, ``whisper-1`` or another alias (``model.aliases``) mean the selected model."""
+    file_id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    """Echoed in ``transcription_progress`` events and the ``x-file-id`` header (default: a fresh id)."""
     language: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]+)?$")] | None = None
     prompt: Annotated[str, msgspec.Meta(max_length=4096)] | None = None
     response_format: ResponseFormat = "json"
@@ -43,7 +45,7 @@ class TranscriptionForm(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     min_confidence: float | None = None
     batch_size: Annotated[int, msgspec.Meta(ge=1, le=64)] | None = None
 
-    def to_params(self, path: str, task: Task, file_id: str | None) -> TranscribeFileParams:
+    def to_params(self, path: str, task: Task, file_id: str) -> TranscribeFileParams:
         """Always ``verbose_json`` from the service: the shim renders the format asked for."""
         engine = {
             name: getattr(self, name)
@@ -76,14 +78,24 @@ class TranscriptionForm(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
         return ladder
 
 
+def upload_name(form: UploadedForm) -> str:
+    """`` 'speech.wav'`` (with its leading space) for messages; empty when the client sent no name."""
+    return f" {form.filename[:200]!r}" if form.filename else ""
+
+
 def parse_form(form: UploadedForm, *, model_required: bool) -> TranscriptionForm:
-    """Validate the text fields (400 for a bad value or unknown field, 422 for a missing one)."""
+    """Validate the text fields (400 for a missing, bad or unknown field, as OpenAI answers)."""
     if form.file_path is None:
         raise HttpError(
-            422, "The `file` field (the audio) is missing.", code="invalid_form", param=FILE_FIELD
+            400, "The `file` field (the audio) is missing.", code="invalid_form", param=FILE_FIELD
         )
     if form.size_bytes == 0:
-        raise HttpError(400, "The uploaded file is empty (0 bytes).", code="empty_file", param=FILE_FIELD)
+        raise HttpError(
+            400,
+            f"The uploaded file{upload_name(form)} is empty (0 bytes).",
+            code="empty_file",
+            param=FILE_FIELD,
+        )
     values: dict[str, Any] = {}
     for raw_name, raw_values in form.fields.items():
         name = raw_name.removesuffix("[]")
@@ -103,17 +115,25 @@ def parse_form(form: UploadedForm, *, model_required: bool) -> TranscriptionForm
             values[name] = present[-1]
     if model_required and "model" not in values:
         raise HttpError(
-            422,
+            400,
             "The `model` field is missing (use whisper-1 for the selected model).",
             code="invalid_form",
             param="model",
         )
     try:
-        return msgspec.convert(values, TranscriptionForm, strict=False)
+        parsed = msgspec.convert(values, TranscriptionForm, strict=False)
     except msgspec.ValidationError as exc:
         detail = str(exc)
         param = detail.rsplit("$.", 1)[1].split("`", 1)[0].split("[", 1)[0] if "$." in detail else None
         raise HttpError(400, f"Invalid value: {detail}", code="invalid_value", param=param) from None
+    if parsed.timestamp_granularities and parsed.response_format != "verbose_json":
+        raise HttpError(
+            400,
+            "timestamp_granularities is only supported with response_format=verbose_json.",
+            code="invalid_value",
+            param="timestamp_granularities",
+        )
+    return parsed
 
 
 def form_schema(*, model_required: bool, openai_fields: tuple[str, ...]) -> dict[str, Any]:
@@ -121,7 +141,8 @@ def form_schema(*, model_required: bool, openai_fields: tuple[str, ...]) -> dict
     string = {"type": "string"}
     properties: dict[str, Any] = {
         "file": {"type": "string", "format": "binary", "description": "The audio or video file."},
-        "model": {**string, "description": "Model id; whisper-1 means the selected model."},
+        "model": {**string, "description": "Model id; omitted or whisper-1 (an alias) = the selected model."},
+        "file_id": {**string, "minLength": 1, "maxLength": 200, "description": "Echoed in progress events."},
         "language": {**string, "pattern": r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]+)?$", "description": "ISO-639-1"},
         "prompt": {**string, "maxLength": 4096},
         "response_format": {
@@ -150,7 +171,7 @@ def form_schema(*, model_required: bool, openai_fields: tuple[str, ...]) -> dict
         "type": "object",
         "required": ["file", "model"] if model_required else ["file"],
         "properties": {
-            **{name: properties[name] for name in ("file", "model", *openai_fields)},
+            **{name: properties[name] for name in ("file", "model", "file_id", *openai_fields)},
             **extensions,
         },
         "additionalProperties": False,

@@ -6,6 +6,8 @@
 - ``Authorization: Bearer <server.api_token>`` on every route but ``/health`` when a token is set
   (WebSockets may pass it as ``?token=``, as browsers can't set headers there).
 - While stopping, new requests get 503 (``/health`` still answers, saying so).
+- Every response carries ``x-request-id`` (the client's, if it sent a sane one, else ``http-…``); a
+  WebSocket refused at the handshake gets the HTTP status (401, 403, 421) where the server can send one.
 - Temp files a request registers (``register_temp_file``) are removed when it ends, however it ends, and
   before its response's last byte is sent (so a client never sees them outlive its request).
 """
@@ -15,6 +17,8 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import re
+import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -29,6 +33,21 @@ log = logging.getLogger(__name__)
 
 PUBLIC_PATHS = frozenset({"/health"})
 _TEMP_FILES = "asrpro_temp_files"
+REQUEST_ID = "asrpro_request_id"
+_CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def request_id_of(scope: Scope) -> str:
+    """This request's id: sent back as ``x-request-id``, and the ``request_id`` of its progress events."""
+    return str(scope["state"][REQUEST_ID])
+
+
+def _request_id(scope: Scope) -> str:
+    """The client's ``x-request-id`` if it is a sane token (a gateway's trace id), else a fresh one."""
+    given = _header(scope, b"x-request-id")
+    if given is not None and _CLIENT_REQUEST_ID.fullmatch(given):
+        return given
+    return f"http-{uuid.uuid4().hex[:12]}"
 
 
 def register_temp_file(scope: Scope, path: Path) -> None:
@@ -69,9 +88,18 @@ class Guard:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
+        request_id = _request_id(scope)
+        scope.setdefault("state", {})[REQUEST_ID] = request_id
+        tag = (b"x-request-id", request_id.encode())
+
+        async def send_tagged(message: Any) -> None:
+            if message["type"] in ("http.response.start", "websocket.http.response.start"):
+                message = {**message, "headers": [*message.get("headers", ()), tag]}
+            await send(message)
+
         problem = self._check(scope)
         if problem is not None:
-            await self._refuse(problem, scope, receive, send)
+            await self._refuse(problem, scope, receive, send_tagged)
             return
         counted = scope["type"] == "http"
         if counted:
@@ -81,10 +109,10 @@ class Guard:
             # The response's last message goes out only once the request's temp files are gone.
             if message["type"] == "http.response.body" and not message.get("more_body", False):
                 _remove_temp_files(scope)
-            await send(message)
+            await send_tagged(message)
 
         try:
-            await self.app(scope, receive, send_after_cleanup if counted else send)
+            await self.app(scope, receive, send_after_cleanup if counted else send_tagged)
         finally:
             if counted:
                 self.state.leave()
@@ -128,7 +156,10 @@ class Guard:
     async def _refuse(self, problem: HttpError, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             websocket = WebSocket(scope, receive, send)
-            await websocket.close(code=1008, reason=problem.message[:120])
+            if "websocket.http.response" in scope.get("extensions", {}):  # the handshake's HTTP status
+                await websocket.send_denial_response(error_response(problem))
+            else:
+                await websocket.close(code=1008, reason=problem.message[:120])
             return
         await error_response(problem)(scope, receive, send)
 

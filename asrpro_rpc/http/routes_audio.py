@@ -1,9 +1,10 @@
 """``/v1/audio/transcriptions``, ``/v1/audio/translations`` and ``/v1/srt``: upload → service → OpenAI body.
 
 The upload is streamed to a temp file, probed, and handed to ``TranscriptionService.transcribe_file`` as a
-path, like ``transcribe.file``; progress goes out as ``transcription.progress`` (``request_id`` ``http-…``,
-``file_id`` the upload's name) to every listener: the stdio host and ``/v1/events``. A client that
-disconnects cancels its transcription.
+path, like ``transcribe.file``; progress goes out as ``transcription.progress`` (``request_id`` the
+response's ``x-request-id``, ``file_id`` the form's ``file_id`` or a fresh ``file-…``, sent back as
+``x-file-id``) to every listener: the stdio host and ``/v1/events``. A client that disconnects cancels its
+transcription. ``usage.seconds`` is the audio's duration rounded up to a whole second, as OpenAI bills.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from ..transcripts.formats import render
 from ..transcripts.types import ResponseFormat, Task, Transcript
 from .disconnect import cancel_on_disconnect
 from .forms import SRT_FIELDS, TRANSCRIBE_FIELDS, TRANSLATE_FIELDS, TranscriptionForm, form_schema, parse_form
+from .guard import request_id_of
+from .languages import language_name
 from .schemas import AUDIO_RESPONSES, SRT_RESPONSES
 from .sse import Progress, TranscriptionEventStream
 from .state import ShimState
@@ -34,21 +37,24 @@ from .uploads import probe_media, read_upload
 router = APIRouter()
 T = TypeVar("T")
 TEXT_MEDIA_TYPE = "text/plain; charset=utf-8"
+FALLBACK_HEADER = "x-asrpro-fallback"
+"""``transcription``: the model can't translate, so the audio was transcribed in its own language."""
 
 
 @router.post(
     "/v1/audio/transcriptions",
-    summary="Transcribe audio (OpenAI's createTranscription).",
-    openapi_extra={"requestBody": form_schema(model_required=True, openai_fields=TRANSCRIBE_FIELDS)},
+    summary="Transcribe audio (OpenAI's createTranscription; model optional: the selected model).",
+    openapi_extra={"requestBody": form_schema(model_required=False, openai_fields=TRANSCRIBE_FIELDS)},
     responses=AUDIO_RESPONSES,
 )
 async def transcriptions(request: Request) -> Response:
-    return await _transcribe(request, task="transcribe", model_required=True)
+    return await _transcribe(request, task="transcribe", model_required=False)
 
 
 @router.post(
     "/v1/audio/translations",
-    summary="Translate audio to English text (OpenAI's createTranslation).",
+    summary="Translate audio to English text (OpenAI's createTranslation); a model that can't translate "
+    "transcribes instead (x-asrpro-fallback: transcription).",
     openapi_extra={"requestBody": form_schema(model_required=True, openai_fields=TRANSLATE_FIELDS)},
     responses=AUDIO_RESPONSES,
 )
@@ -81,9 +87,13 @@ async def _transcribe(
             "(GET /v1/models/{id}) or leave `language` out to detect it.",
             param="language",
         )
-    await anyio.to_thread.run_sync(probe_media, upload.file_path)
-    params = form.to_params(str(upload.file_path), task, file_id=upload.filename or "upload")
-    request_id = f"http-{uuid.uuid4().hex[:12]}"
+    await anyio.to_thread.run_sync(probe_media, upload.file_path, upload.filename)
+    headers = {"x-file-id": form.file_id or f"file-{uuid.uuid4().hex[:16]}"}
+    if task == "translate" and not spec.translate:  # English-only Whisper, Parakeet: transcribe instead
+        task = "transcribe"
+        headers[FALLBACK_HEADER] = "transcription"
+    params = form.to_params(str(upload.file_path), task, file_id=headers["x-file-id"])
+    request_id = request_id_of(request.scope)
 
     async def run(on_fraction: Progress | None = None, on_segment: SegmentSink | None = None) -> Transcript:
         def emit(payload: TranscriptionProgress) -> None:
@@ -94,13 +104,15 @@ async def _transcribe(
         reporter = ProgressReporter(
             emit, TranscriptionProgress, {"request_id": request_id, "file_id": params.file_id}
         )
-        result = await services.transcription.transcribe_file(params, reporter, on_segment)
+        result = await services.transcription.transcribe_file(
+            msgspec.structs.replace(params, model=spec.id), reporter, on_segment
+        )
         return _transcript(result)
 
     if form.stream:
-        return TranscriptionEventStream(run)
+        return TranscriptionEventStream(run, headers)
     transcript = await _cancel_on_disconnect(request, run)
-    return _render(transcript, response_format or form.response_format, form)
+    return _render(transcript, response_format or form.response_format, form, headers)
 
 
 def _transcript(result: TranscriptionResult) -> Transcript:
@@ -116,14 +128,27 @@ def _transcript(result: TranscriptionResult) -> Transcript:
     )
 
 
-def _render(transcript: Transcript, response_format: ResponseFormat, form: TranscriptionForm) -> Response:
+def _render(
+    transcript: Transcript, response_format: ResponseFormat, form: TranscriptionForm, headers: dict[str, str]
+) -> Response:
+    """OpenAI's bodies: ``json`` adds ``segments`` (start, end, text), ``verbose_json`` names the language
+    (``english``; a translation's is English), both say ``fallback`` when a translation transcribed."""
     words = "word" in form.timestamp_granularities
     body = render(transcript, response_format, word_timestamps=words)
     if isinstance(body, str):
-        return Response(body, media_type=TEXT_MEDIA_TYPE)
+        return Response(body, media_type=TEXT_MEDIA_TYPE, headers=headers)
+    if response_format == "json":
+        body["segments"] = [
+            {"start": segment.start, "end": segment.end, "text": segment.text}
+            for segment in transcript.segments
+        ]
+    elif "language" in body:
+        body["language"] = "english" if transcript.task == "translate" else language_name(transcript.language)
+    if FALLBACK_HEADER in headers:
+        body["fallback"] = headers[FALLBACK_HEADER]
     if transcript.task == "transcribe":
         body["usage"] = {"type": "duration", "seconds": math.ceil(transcript.duration)}
-    return Response(msgspec.json.encode(body), media_type="application/json")
+    return Response(msgspec.json.encode(body), media_type="application/json", headers=headers)
 
 
 async def _cancel_on_disconnect(request: Request, run: Callable[[], Awaitable[T]]) -> T:

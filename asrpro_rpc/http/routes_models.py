@@ -9,8 +9,7 @@ import psutil
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from .. import __version__
-from ..catalog.specs import ALIASES
+from .. import __version__, errors
 from ..events import ModelProgress, ProgressReporter
 from ..services.models import ModelInfo
 from .errors import HttpError
@@ -66,18 +65,25 @@ def _model_object(state: ShimState, info: ModelInfo, alias: str | None = None) -
 
 @router.get(
     "/v1/models",
-    summary="Every model, in OpenAI's list shape, plus whisper-1 (the selected model).",
+    summary="Every model in OpenAI's list shape, those on this machine first, plus the aliases "
+    "(whisper-1, gpt-4o-transcribe…: model.aliases); ?available=true lists only what can run now.",
     responses={
         200: {"description": "The models.", "content": json_content("ModelList")},
-        **error_responses(401),
+        **error_responses(400, 401),
     },
 )
-async def list_models(request: Request) -> Response:
+async def list_models(request: Request, available: bool = False) -> Response:
     state = _state(request)
     models = state.services.models
-    objects = [_model_object(state, info) for info in models.list()]
-    selected = models.info(models.resolve(None))
-    objects += [_model_object(state, selected, alias) for alias in sorted(ALIASES)]
+    infos = sorted(models.list(), key=lambda info: not info.available)  # stable: catalogue order within
+    objects = [_model_object(state, info) for info in infos if info.available or not available]
+    for alias in sorted(models.options.aliases):
+        try:
+            target = models.info(models.resolve(alias))
+        except errors.AsrproError:  # an alias naming a model that is gone: not listed
+            continue
+        if target.available or not available:
+            objects.append(_model_object(state, target, alias))
     return _json(ModelList(data=objects))
 
 
@@ -93,7 +99,7 @@ async def get_model(request: Request, model_id: str) -> Response:
     state = _state(request)
     models = state.services.models
     info = models.info(models.resolve(model_id))
-    return _json(_model_object(state, info, model_id if model_id in ALIASES else None))
+    return _json(_model_object(state, info, model_id if model_id in models.options.aliases else None))
 
 
 @router.post(
@@ -102,7 +108,7 @@ async def get_model(request: Request, model_id: str) -> Response:
     openapi_extra={"requestBody": {"required": True, "content": json_content("SelectModelRequest")}},
     responses={
         200: {"description": "Selected.", "content": json_content("SelectModelResult")},
-        **error_responses(400, 401, 404, 415, 422, 500, 502, 503),
+        **error_responses(400, 401, 404, 415, 500, 502, 503),
     },
 )
 async def select_model(request: Request) -> Response:
@@ -112,39 +118,52 @@ async def select_model(request: Request) -> Response:
     try:
         body = _select_decoder.decode(await request.body())
     except msgspec.ValidationError as exc:
-        raise HttpError(422, f"Invalid request: {exc}", code="invalid_form", param="model_id") from None
+        raise HttpError(400, f"Invalid request: {exc}", code="invalid_form", param="model_id") from None
     except msgspec.DecodeError as exc:
-        raise HttpError(422, f"The body is not valid JSON: {exc}", code="invalid_json") from None
+        raise HttpError(400, f"The body is not valid JSON: {exc}", code="invalid_json") from None
     services = state.services
     spec = services.models.resolve(body.model_id)
     report = ProgressReporter(
         lambda payload: services.notify("model.progress", payload), ModelProgress, {"model_id": spec.id}
     )
     info = await services.select_model(
-        spec.id, load=body.load, progress=lambda fraction, message: report(fraction, message=message)
+        spec.id,
+        load=body.load,
+        progress=lambda fraction, message, **extra: report(fraction, message=message, **extra),
     )
     return _json(SelectModelResult(status="success", model=info.id, ready=info.ready))
 
 
-@router.get(
+@router.api_route(
     "/health",
-    summary="Liveness, the resident model, device, uptime and memory (no token needed).",
-    responses={
-        200: {"description": "Serving.", "content": json_content("Health")},
-        503: {"description": "Loading a model or shutting down.", "content": json_content("Health")},
-    },
+    methods=["GET", "HEAD"],
+    summary="Status, the current model and its device, uptime and memory (no token needed; always 200).",
+    responses={200: {"description": "Answering; `status` says how.", "content": json_content("Health")}},
 )
 async def health(request: Request) -> Response:
     state = _state(request)
     models = state.services.models
     engine = models.status()
-    status = "shutting_down" if state.draining else "loading" if engine.state == "loading" else "ok"
+    spec = models.resolve(engine.model_id if engine.state != "unloaded" else None)
+    system = state.services.system.health()
+    status = (
+        "shutting_down"
+        if state.draining
+        else "loading"
+        if engine.state == "loading"
+        else "degraded"
+        if system.status == "degraded"
+        else "healthy"
+    )
+    device = engine.device if engine.state == "loaded" and engine.device else await state.planned_device(spec)
     body = Health(
         status=status,
-        current_model=engine.model_id if engine.state == "loaded" else None,
+        current_model=spec.id,
+        ready=engine.state == "loaded",
         selected_model=models.selected_id,
-        device=engine.device,
+        device=device,
         compute_type=engine.compute_type,
+        warnings=system.warnings,
         uptime_s=round(state.services.uptime_s, 3),
         memory=Memory(
             rss_bytes=psutil.Process().memory_info().rss, engine_rss_bytes=models.engine_rss_bytes()
@@ -152,6 +171,4 @@ async def health(request: Request) -> Response:
         in_flight_requests=max(0, state.in_flight - 1),
         version=__version__,
     )
-    if status == "ok":
-        return _json(body)
-    return _json(body, 503, {"retry-after": "1"})
+    return _json(body)

@@ -67,12 +67,21 @@ class Memory(msgspec.Struct, frozen=True):
 
 
 class Health(msgspec.Struct, frozen=True, kw_only=True):
-    status: Literal["ok", "loading", "shutting_down"]
-    current_model: str | None
-    """The resident (loaded) model."""
+    """Always 200 while the server answers: ``status`` says what is happening."""
+
+    status: Literal["healthy", "loading", "degraded", "shutting_down"]
+    """``loading``: a model is loading; ``degraded``: memory or disk is low (``warnings``);
+    ``shutting_down``: new requests are refused."""
+    current_model: str
+    """The model requests without one run on: the loaded (or loading) model, else the selected one."""
+    ready: bool
+    """``current_model`` is loaded and resident."""
     selected_model: str
-    device: str | None
+    device: str
+    """Where ``current_model`` runs (or will run once loaded): ``cpu``, ``cuda`` or ``mps``."""
     compute_type: str | None
+    """Known once loaded."""
+    warnings: list[str]
     uptime_s: float
     memory: Memory
     in_flight_requests: int
@@ -102,7 +111,7 @@ _TRANSCRIPTION = {
     "properties": {"text": {"type": "string"}},
     "description": "json: {text, usage}; verbose_json adds task, language, duration, segments (and words).",
 }
-_COMMON_ERRORS = (400, 401, 403, 404, 413, 415, 421, 422, 500, 501, 502, 503)
+_COMMON_ERRORS = (400, 401, 403, 404, 413, 415, 421, 500, 501, 502, 503)
 AUDIO_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The transcript in the requested response_format (or an SSE stream with stream=true).",

@@ -48,10 +48,10 @@ class TranscriptionEventStream(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: Run, headers: dict[str, str] | None = None) -> None:
         super().__init__(
             status_code=200,
-            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no", **(headers or {})},
             media_type=self.media_type,
         )
         self._run = run

@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING
 import anyio
 import msgspec
 
+from ..catalog.specs import ModelSpec
 from ..config.settings import ServerSettings
+from ..system.hardware import DeviceReport, choose_device, probe_devices
 
 if TYPE_CHECKING:
     from ..services.container import App
@@ -48,6 +50,7 @@ class ShimState:
         self.served = 0
         self._idle = anyio.Event()
         self._idle.set()
+        self._devices: DeviceReport | None = None
 
     @property
     def settings(self) -> ServerSettings:
@@ -56,6 +59,14 @@ class ShimState:
     @property
     def max_upload_bytes(self) -> int:
         return self.settings.max_upload_mb * 1024 * 1024
+
+    async def planned_device(self, spec: ModelSpec) -> str:
+        """The device ``spec`` would load on now (the ``device`` setting, what this machine has)."""
+        if self._devices is None:
+            self._devices = await anyio.to_thread.run_sync(probe_devices)
+        supported = ("cpu", "cuda") if spec.engine == "whisper" else ("cpu", "cuda", "mps")
+        device, _ = choose_device(self.services.models.options.device, self._devices, supported=supported)
+        return device
 
     def enter(self) -> None:
         self.in_flight += 1

@@ -95,17 +95,17 @@ class _Parser:
     def on_headers_finished(self) -> None:
         _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
         if b"name" not in options:
-            raise HttpError(422, "A form part has no name (Content-Disposition).", code="invalid_form")
+            raise HttpError(400, "A form part has no name (Content-Disposition).", code="invalid_form")
         self._name = options[b"name"].decode("utf-8", "replace")
         if b"filename" in options or self._name == FILE_FIELD:
             if self._name != FILE_FIELD:
                 raise HttpError(
-                    422,
+                    400,
                     f"Unexpected file field {self._name!r}: send the audio as `file`.",
                     code="invalid_form",
                 )
             if self.form.file_path is not None:
-                raise HttpError(422, "Send one file per request.", code="invalid_form", param=FILE_FIELD)
+                raise HttpError(400, "Send one file per request.", code="invalid_form", param=FILE_FIELD)
             self._in_file = True
             self.form.filename = options.get(b"filename", b"").decode("utf-8", "replace") or None
             content_type = self._headers.get(b"content-type")
@@ -114,7 +114,7 @@ class _Parser:
             return
         self._field_count += 1
         if self._field_count > MAX_FIELDS:
-            raise HttpError(422, f"Too many form fields (at most {MAX_FIELDS}).", code="invalid_form")
+            raise HttpError(400, f"Too many form fields (at most {MAX_FIELDS}).", code="invalid_form")
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         size = end - start
@@ -128,7 +128,7 @@ class _Parser:
         self._fields_bytes += size
         if len(self._value) + size > MAX_FIELD_BYTES or self._fields_bytes > MAX_FIELDS_TOTAL_BYTES:
             raise HttpError(
-                422, f"Form field {self._name!r} is too long.", code="invalid_form", param=self._name
+                400, f"Form field {self._name!r} is too long.", code="invalid_form", param=self._name
             )
         self._value += data[start:end]
 
@@ -169,9 +169,10 @@ async def read_upload(request: Request, max_file_bytes: int) -> UploadedForm:
             415,
             "Send the request as multipart/form-data with the audio in a `file` field.",
             code="unsupported_content_type",
+            param=FILE_FIELD,
         )
     if b"boundary" not in params:
-        raise HttpError(422, "The multipart body has no boundary.", code="invalid_form")
+        raise HttpError(400, "The multipart body has no boundary.", code="invalid_form")
     drain_limit = max(4 * max_file_bytes, _MIN_DRAIN_BYTES)
     chunks = request.stream()
     declared = request.headers.get("content-length")
@@ -213,7 +214,7 @@ async def read_upload(request: Request, max_file_bytes: int) -> UploadedForm:
         await _drain(chunks, drain_limit)
         raise
     except MultipartParseError as exc:
-        raise HttpError(422, f"The multipart body is malformed: {exc}", code="invalid_form") from None
+        raise HttpError(400, f"The multipart body is malformed: {exc}", code="invalid_form") from None
     except ClientDisconnect:
         raise HttpError(
             400, "The client disconnected during the upload.", code="client_disconnected"
@@ -240,22 +241,28 @@ def _suffix(filename: str | None) -> str:
     return extension if 1 < len(extension) <= 8 and extension[1:].isalnum() else ""
 
 
-def probe_media(path: Path) -> None:
-    """Raise 415 unless ``path`` holds audio PyAV can read (a system ffmpeg gets the benefit of the doubt)."""
+def probe_media(path: Path, filename: str | None = None) -> None:
+    """Raise 415 unless ``path`` holds audio PyAV can read (a system ffmpeg gets the benefit of the doubt);
+    messages name the client's ``filename``, never the temp path."""
     import av
+
+    name = f" {filename[:200]!r}" if filename else ""
 
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
             if not container.streams.audio:
                 raise HttpError(
-                    415, "The uploaded file has no audio track.", code="no_audio_stream", param=FILE_FIELD
+                    415,
+                    f"The uploaded file{name} has no audio track.",
+                    code="no_audio_stream",
+                    param=FILE_FIELD,
                 )
     except av.FFmpegError:
         if shutil.which("ffmpeg") is not None:
             return
         raise HttpError(
             415,
-            "The uploaded file is not an audio or video format this server can read "
+            f"The uploaded file{name} is not an audio or video format this server can read "
             "(flac, mp3, mp4, mpeg, mpga, m4a, ogg, opus, wav, webm and more are).",
             code="unsupported_media_type",
             param=FILE_FIELD,

@@ -88,8 +88,9 @@ class RequestContext:
     """The HTTP shim's controller (built by the composition root; absent in bare sessions)."""
 
     def notify(self, method: str, params: msgspec.Struct) -> None:
-        """Send a server → host notification (thread-safe)."""
+        """Send a server → host notification (thread-safe); observers (``/v1/events``) see it too."""
         self.session.notify(method, params)
+        self.app.observe(method, params)
 
     def progress(self, method: str, payload: type[Progress], **fields: Any) -> ProgressReporter[Progress]:
         """A reporter of ``method`` notifications: ``payload`` Structs with ``request_id`` and ``fields``."""

@@ -69,7 +69,9 @@ async def get_model(ctx: RequestContext, params: ModelRef) -> ModelInfo:
 async def load_model(ctx: RequestContext, params: ModelRef) -> ModelInfo:
     spec = ctx.app.models.resolve(params.model)
     report = ctx.progress("model.progress", ModelProgress, model_id=spec.id)
-    return await ctx.app.models.load(spec.id, lambda fraction, message: report(fraction, message=message))
+    return await ctx.app.models.load(
+        spec.id, lambda fraction, message, **extra: report(fraction, message=message, **extra)
+    )
 
 
 @rpc_method("models.unload", summary="End the engine process, returning its memory.")
@@ -87,7 +89,9 @@ async def select_model(ctx: RequestContext, params: SelectParams) -> ModelInfo:
     spec = ctx.app.models.resolve(params.model)
     report = ctx.progress("model.progress", ModelProgress, model_id=spec.id)
     return await ctx.app.select_model(
-        spec.id, load=params.load, progress=lambda fraction, message: report(fraction, message=message)
+        spec.id,
+        load=params.load,
+        progress=lambda fraction, message, **extra: report(fraction, message=message, **extra),
     )
 
 

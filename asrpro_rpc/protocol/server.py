@@ -87,15 +87,53 @@ async def serve_stdio(app: App, http: HttpController, protocol_fd: int) -> int:
     return code
 
 
+async def serve_headless(app: App, http: HttpController) -> int:
+    """``serve --http … --no-stdio``: the HTTP shim alone, until SIGTERM/SIGINT (stdin is not read, so a
+    service manager or a container can run it); 1 if the shim could not start."""
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(app.run_background)
+        task_group.start_soon(http.run)
+        await http.launched()
+        status = http.status()
+        if not status.running:
+            log.error("headless mode needs the HTTP server, and it did not start: exiting")
+            task_group.cancel_scope.cancel()
+            code = 1
+        else:
+            log.info(
+                "serving HTTP only (headless) until SIGTERM", extra={"url": status.url, "pid": os.getpid()}
+            )
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    log.info("signal received: shutting down", extra={"signal": signum})
+                    break
+            task_group.start_soon(_force_exit_on_second_signal)
+            await _close(app, http)
+            task_group.cancel_scope.cancel()
+            code = 0
+    await _close(app, http)
+    log.info("exiting", extra={"exit_code": code})
+    return code
+
+
+async def _force_exit_on_second_signal() -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.warning("second signal: exiting now", extra={"signal": signum})
+            os._exit(130)
+
+
 def run_stdio_server(
     protocol_fd: int,
     *,
     allow_multiple: bool = False,
     replace: bool = False,
     http: HttpStartRequest | None = None,
+    stdio: bool = True,
 ) -> int:
     """Entry point for ``asrpro serve``: single-instance lock, private temp dir, then serve on
-    ``protocol_fd`` (from ``system.process.guard_stdout``, taken before anything else could print).
+    ``protocol_fd`` (from ``system.process.guard_stdout``, taken before anything else could print), or,
+    without ``stdio``, serve ``http`` alone until a signal.
 
     Raises:
         AlreadyRunning: another sidecar serves the same settings (without ``allow_multiple``/``replace``).
@@ -109,6 +147,8 @@ def run_stdio_server(
         app.instance_lock = lock
         controller = HttpController(app)
         controller.launch_request = http  # `serve --http`; otherwise the settings decide
+        if not stdio:
+            return anyio.run(serve_headless, app, controller)
         return anyio.run(serve_stdio, app, controller, protocol_fd)
     finally:
         remove_scratch_dir(scratch)

@@ -50,6 +50,9 @@ class App:
     ) -> None:
         self.started_monotonic_s = time.monotonic()
         self.listeners: list[Notify] = []
+        """Hosts: every broadcast notification (the stdio session)."""
+        self.observers: list[Notify] = []
+        """Every notification of the process, whichever front sent it (``/v1/events`` sockets)."""
         self.config = config or open_config()
         settings = self.config.settings
         self.store = store or ModelStore.for_settings(settings)
@@ -91,7 +94,8 @@ class App:
         from .transcription import TranscriptionService
 
         return self._lazy(
-            "transcription", lambda: TranscriptionService(self.models, vocabulary=self._vocabulary)
+            "transcription",
+            lambda: TranscriptionService(self.models, self.notify, vocabulary=self._vocabulary),
         )
 
     @property
@@ -141,9 +145,15 @@ class App:
         return time.monotonic() - self.started_monotonic_s
 
     def notify(self, method: str, params: msgspec.Struct) -> None:
-        """Send a notification to every connected host (thread-safe)."""
+        """Send a notification to every connected host and observer (thread-safe)."""
         for listener in list(self.listeners):
             listener(method, params)
+        self.observe(method, params)
+
+    def observe(self, method: str, params: msgspec.Struct) -> None:
+        """Show observers a notification a front sent its own host only (a stdio request's progress)."""
+        for observer in list(self.observers):
+            observer(method, params)
 
     def record_fault(self, error: AsrproError) -> None:
         """A request failed through no fault of its own: ``system.health`` reports it as the last error."""
@@ -226,4 +236,5 @@ def manager_options(settings: Settings) -> ManagerOptions:
         max_concurrency=device.max_concurrent_transcriptions,
         idle_unload_s=model.auto_unload_timeout_s if model.auto_unload else None,
         max_audio_duration_s=model.max_audio_duration_s,
+        aliases=dict(model.aliases),
     )

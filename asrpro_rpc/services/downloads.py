@@ -26,6 +26,7 @@ import msgspec
 from .. import errors
 from ..catalog.specs import ModelSpec
 from ..catalog.store import ModelStore
+from ..events import FinalStage, final_frame
 from .models import LoadProgress, run_blocking
 
 if TYPE_CHECKING:
@@ -83,7 +84,22 @@ class DownloadService:
         return self.store.models_dir / ".downloads" / model_id
 
     async def download(self, spec: ModelSpec, progress: DownloadProgress, *, update: bool = False) -> Path:
-        """Fetch ``spec``'s files unless present (``update``: fetch the latest revision even if present)."""
+        """Fetch ``spec``'s files unless present (``update``: fetch the latest revision even if present);
+        ``progress`` ends with a final ``stage``: ``done``, ``failed`` (with ``error``) or ``cancelled``."""
+        outcome = ["downloaded"]
+
+        def end(stage: FinalStage, kind: str | None) -> None:
+            message = outcome[0] if stage == "done" else f"download {stage}"
+            progress(1.0 if stage == "done" else 0.0, message=message, stage=stage, error=kind)
+
+        with final_frame(end):
+            path, outcome[0] = await self._download(spec, progress, update=update)
+        return path
+
+    async def _download(
+        self, spec: ModelSpec, progress: DownloadProgress, *, update: bool
+    ) -> tuple[Path, str]:
+        """The model's directory, and what happened (``downloaded``, ``already downloaded``)."""
         if spec.user:
             raise errors.InvalidParams(
                 f"{spec.id!r} is a registered local model; there is nothing to download.", model_id=spec.id
@@ -91,9 +107,9 @@ class DownloadService:
         lock = self._locks.setdefault(spec.id, anyio.Lock())
         async with lock:
             if self.store.is_available(spec) and not (update and await self._outdated(spec)):
-                progress(1.0, message="already downloaded")
-                return self.store.resolve_path(spec)
-            return await run_blocking(lambda cancel: self._download_blocking(spec, progress, cancel))
+                return self.store.resolve_path(spec), "already downloaded"
+            path = await run_blocking(lambda cancel: self._download_blocking(spec, progress, cancel))
+            return path, "downloaded"
 
     async def fetch_for_load(self, spec: ModelSpec, progress: LoadProgress | None) -> Path:
         """Download a missing model on first use; on failure (offline), a clear ``model_not_downloaded``.

@@ -24,14 +24,26 @@ from .. import errors
 from ..catalog.packs import available_packs
 from ..catalog.specs import ModelSpec, resolve_alias
 from ..catalog.store import ModelStore
+from ..config.settings import DEFAULT_ALIASES
 from ..engines.base import LoadInfo, LoadSpec, SegmentSink
 from ..engines.host.client import EngineHost, EngineLost
-from ..events import NotificationMessage, Notify
+from ..events import FinalStage, ModelProgress, NotificationMessage, Notify, ProgressReporter, final_frame
 from ..transcripts.types import TranscribeOptions, Transcript
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-LoadProgress = Callable[[float, str], None]
+LoadProgress = Callable[..., None]
+"""``progress(fraction, message)``; a load's last call adds ``stage`` (``done``/``failed``/``cancelled``)
+and, when failed, ``error`` (the error kind)."""
+
+
+def broadcast_load_progress(notify: Notify, model_id: str) -> LoadProgress:
+    """A load as ``model.progress`` to every listener: for the loads a transcription or a stream starts
+    on its own (no request asked for them, yet progress bars want them)."""
+    report = ProgressReporter(
+        lambda payload: notify("model.progress", payload), ModelProgress, {"model_id": model_id}
+    )
+    return lambda fraction, message, **extra: report(fraction, message=message, **extra)
 
 
 class ManagerOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -46,6 +58,8 @@ class ManagerOptions(msgspec.Struct, frozen=True, kw_only=True):
     """Unload after this long unused; ``None`` keeps the model loaded."""
     max_audio_duration_s: float | None = None
     """Longest audio one file transcription may hold (``model.max_audio_duration_s``); ``None``: no cap."""
+    aliases: dict[str, str] = msgspec.field(default_factory=lambda: dict(DEFAULT_ALIASES))
+    """``model.aliases``: OpenAI model names → ``selected`` or a model id."""
 
 
 class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -146,8 +160,10 @@ class ModelManager:
 
     # --- queries -----------------------------------------------------------------------------------
     def resolve(self, model_id: str | None) -> ModelSpec:
-        """The spec for ``model_id``; ``None`` and ``whisper-1`` mean the selected model."""
-        return self.store.get(resolve_alias(model_id or self.selected_id, self.selected_id))
+        """The spec for ``model_id``; ``None`` and ``whisper-1`` (an alias) mean the selected model."""
+        return self.store.get(
+            resolve_alias(model_id or self.selected_id, self.selected_id, self.options.aliases)
+        )
 
     def info(self, spec: ModelSpec) -> ModelInfo:
         resident = self._resident if self._resident and self._resident.spec.id == spec.id else None
@@ -322,11 +338,21 @@ class ModelManager:
                 await self._drained.wait()
 
     async def _ensure_resident(self, spec: ModelSpec, progress: LoadProgress | None) -> None:
-        """Called with the load lock held."""
+        """Called with the load lock held; a load started here ends ``progress`` with a final stage."""
         resident = self._resident
         if resident is not None and resident.spec.id == spec.id and resident.host.alive:
             return
-        model_path = await self._model_path(spec, progress)  # a download keeps the resident model meanwhile
+        report = progress or (lambda fraction, message, **extra: None)
+
+        def end(stage: FinalStage, kind: str | None) -> None:
+            message = {"done": "ready", "failed": "load failed", "cancelled": "load cancelled"}[stage]
+            report(1.0 if stage == "done" else 0.0, message, stage=stage, error=kind)
+
+        with final_frame(end):
+            await self._load(spec, resident, report)
+
+    async def _load(self, spec: ModelSpec, resident: _Resident | None, report: LoadProgress) -> None:
+        model_path = await self._model_path(spec, report)  # a download keeps the resident model meanwhile
         if resident is not None:
             await self._wait_until_unused()
             await self._unload("switch" if resident.host.alive else "engine ended")
@@ -343,7 +369,6 @@ class ModelManager:
             max_concurrency=self.options.max_concurrency,
             languages=spec.languages,
         )
-        report = progress or (lambda fraction, message: None)
         self._loading_id = spec.id
         started_s = time.monotonic()
         host = self._host_factory()
@@ -358,7 +383,6 @@ class ModelManager:
         finally:
             self._loading_id = None
         self._resident = _Resident(spec, host, info)
-        report(1.0, "ready")
         log.info(
             "model loaded",
             extra={

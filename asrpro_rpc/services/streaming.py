@@ -32,7 +32,7 @@ from ..streaming.session import LiveStream, StreamSummary
 from ..streaming.vad import SAMPLE_RATE_HZ, GateTuning, SileroVad
 from ..transcripts.types import Segment, Temperatures, TranscribeOptions, Word
 from ..transcripts.vocabulary import Vocabulary
-from .models import ModelManager, run_blocking
+from .models import ModelManager, broadcast_load_progress, run_blocking
 from .transcription import with_vocabulary
 
 log = logging.getLogger(__name__)
@@ -260,7 +260,8 @@ class StreamingService:
         """Run one stream; every failure ends up in ``stream.error`` (never in the task group)."""
         try:
             with stream.scope:
-                async with self.models.use(stream.model_id) as resident:
+                loading = broadcast_load_progress(self._notify, stream.model_id)
+                async with self.models.use(stream.model_id, loading) as resident:
                     stream.processor = await anyio.to_thread.run_sync(
                         lambda: StreamProcessor(SileroVad(), params.tuning())
                     )

@@ -16,6 +16,7 @@ from .. import errors
 from ..audio.decode import probe_duration_s
 from ..engines.base import SegmentSink
 from ..engines.host.priority import priority_of
+from ..events import FinalStage, Notify, final_frame
 from ..system.files import special_file_kind
 from ..transcripts.cleanup import postprocess
 from ..transcripts.formats import render
@@ -29,7 +30,7 @@ from ..transcripts.types import (
     Word,
 )
 from ..transcripts.vocabulary import Vocabulary
-from .models import ModelManager
+from .models import LoadProgress, ModelManager, broadcast_load_progress
 
 
 class TranscribeFileParams(TranscribeOptions, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -123,18 +124,37 @@ def shape_result(
 
 
 class TranscriptionService:
-    """Transcribes files on the model manager's resident model; ``vocabulary()`` gives the user's
-    dictionary in force (the ``vocabulary`` settings, read at each request)."""
+    """Transcribes files on the model manager's resident model; a model it has to load first reports
+    ``model.progress`` to every listener (``notify``), whichever front asked. ``vocabulary()`` gives the
+    user's dictionary in force (the ``vocabulary`` settings, read at each request)."""
 
-    def __init__(self, models: ModelManager, *, vocabulary: Callable[[], Vocabulary] = Vocabulary) -> None:
+    def __init__(
+        self,
+        models: ModelManager,
+        notify: Notify | None = None,
+        *,
+        vocabulary: Callable[[], Vocabulary] = Vocabulary,
+    ) -> None:
         self.models = models
+        self._notify = notify
         self._vocabulary = vocabulary
 
     async def transcribe_file(
         self, params: TranscribeFileParams, progress: Any, on_segment: SegmentSink | None = None
     ) -> TranscriptionResult:
-        """``progress(fraction, stage=...)`` receives stage changes and per-segment progress; ``on_segment``
-        (from a worker thread) each segment of the result as soon as it is decoded, as the result has it."""
+        """``progress(fraction, stage=...)`` receives stage changes and per-segment progress, and last
+        ``done``, ``failed`` (with ``error``, the error kind) or ``cancelled``; ``on_segment`` (from a
+        worker thread) each segment of the result as soon as it is decoded, as the result has it."""
+
+        def end(stage: FinalStage, kind: str | None) -> None:
+            progress(1.0 if stage == "done" else 0.0, stage=stage, error=kind)
+
+        with final_frame(end):
+            return await self._transcribe(params, progress, on_segment)
+
+    async def _transcribe(
+        self, params: TranscribeFileParams, progress: Any, on_segment: SegmentSink | None
+    ) -> TranscriptionResult:
         file = check_audio_path(params.path)
         options = with_vocabulary(params.options(), self._vocabulary())
         if options.priority is None:  # known up front, so a short file never queues behind long ones
@@ -148,12 +168,15 @@ class TranscriptionService:
             str(file),
             options,
             on_progress=lambda fraction: progress(fraction * 0.999, stage="transcribing"),
+            on_loading=self._load_reporter(spec.id),
             on_segment=_kept_segments(on_segment, options.min_confidence) if on_segment else None,
         )
         transcript = postprocess(transcript, options)
         transcript = msgspec.structs.replace(transcript, model=spec.id)
-        progress(1.0, stage="done")
         return shape_result(transcript, params.response_format, options.word_timestamps, spec.id)
+
+    def _load_reporter(self, model_id: str) -> LoadProgress | None:
+        return None if self._notify is None else broadcast_load_progress(self._notify, model_id)
 
 
 def with_vocabulary(options: TranscribeOptions, defaults: Vocabulary) -> TranscribeOptions:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import socket
@@ -125,6 +126,9 @@ def test_transcriptions_in_every_response_format(
     real = {"model": model, "extra_body": {}}  # its default decoding: max_new_tokens would cut words
     plain = transcribe(shim, speech_wav, **real)
     assert "kitchen" in plain.text.lower() and plain.usage.type == "duration"
+    segments = plain.model_dump()["segments"]  # the frontend contract: segments beside text in json
+    assert segments and set(segments[0]) == {"start", "end", "text"}
+    assert " ".join(s["text"].strip() for s in segments) == plain.text
     text = transcribe(shim, speech_wav, **real, response_format="text")
     assert text == f"{plain.text}\n"
     srt = transcribe(shim, speech_wav, **real, response_format="srt")
@@ -138,8 +142,10 @@ def test_transcriptions_in_every_response_format(
         response_format="verbose_json",
         timestamp_granularities=["word", "segment"],
     )
-    assert verbose.language == "en" and 3.0 < verbose.duration < 4.5 and verbose.text == plain.text
+    # the shim names the language as OpenAI does ("english"); transcribe.file keeps ISO codes ("en")
+    assert verbose.language == "english" and 3.0 < verbose.duration < 4.5 and verbose.text == plain.text
     assert verbose.segments and all(s.end >= s.start for s in verbose.segments)
+    assert plain.usage.seconds == math.ceil(verbose.duration)  # rounded up, as OpenAI bills
     assert verbose.words and "kitchen" in [w.word.strip(" .").lower() for w in verbose.words]
     assert shim.upload_files() == []
 
@@ -159,15 +165,32 @@ def test_real_words_with_tiny_en(shim: Shim, speech_wav: Path) -> None:
     assert starts == sorted(starts) and result.words[-1].end <= result.duration + 0.5
 
 
-def test_translations(shim: Shim, speech_wav: Path) -> None:
+@pytest.mark.real_weights
+def test_translations(shim: Shim, whisper_tiny_en_dir: Path, speech_wav: Path) -> None:
+    """A multilingual model translates (its verbose_json says english); an English-only one transcribes
+    instead and says so (header and field), as does whisper-1 when the selected model can't translate."""
     with speech_wav.open("rb") as file:
-        result = shim.sdk().audio.translations.create(
+        raw = shim.sdk().audio.translations.with_raw_response.create(
             file=file, model="tiny", response_format="verbose_json", extra_body=FAST
         )
+    result = raw.parse()
     assert result.model_dump()["task"] == "translate" and isinstance(result.text, str)
-    with speech_wav.open("rb") as file, pytest.raises(openai.BadRequestError) as caught:
-        shim.sdk().audio.translations.create(file=file, model="whisper-tiny.en")
-    assert "English-only" in caught.value.message
+    assert result.model_dump()["language"] == "english" and "x-asrpro-fallback" not in raw.headers
+    with speech_wav.open("rb") as file:
+        raw = shim.sdk().audio.translations.with_raw_response.create(file=file, model="whisper-tiny.en")
+    assert raw.headers["x-asrpro-fallback"] == "transcription"
+    assert "kitchen" in raw.parse().text.lower() and raw.http_response.json()["fallback"] == "transcription"
+    shim.sidecar.call("models.select", {"model": "whisper-tiny.en"})
+    try:
+        with speech_wav.open("rb") as file:
+            raw = shim.sdk().audio.translations.with_raw_response.create(
+                file=file, model="whisper-1", response_format="verbose_json"
+            )
+        body = raw.http_response.json()
+        assert raw.headers["x-asrpro-fallback"] == "transcription" and body["task"] == "transcribe"
+        assert body["language"] == "english" and "kitchen" in body["text"].lower()
+    finally:
+        shim.sidecar.call("models.select", {"model": "whisper-base"})
 
 
 @pytest.mark.real_weights
@@ -233,11 +256,13 @@ def test_srt_shortcut(shim: Shim, whisper_tiny_en_dir: Path, speech_wav: Path) -
 def test_model_loaded_over_rpc_shows_in_health(shim: Shim) -> None:
     shim.sidecar.call("models.load", {"model": "tiny"}, timeout_s=60)
     health = httpx.get(f"{shim.url}/health").json()  # no token needed
-    assert health["status"] == "ok" and health["current_model"] == "tiny"
+    assert health["status"] == "healthy" and health["current_model"] == "tiny" and health["ready"]
     assert health["device"] == auto_whisper_device()  # the device "auto" promises on this machine
     assert health["memory"]["engine_rss_bytes"] > 0 and health["uptime_s"] > 0
     shim.sidecar.call("models.unload")
-    assert httpx.get(f"{shim.url}/health").json()["current_model"] is None
+    health = httpx.get(f"{shim.url}/health").json()
+    assert health["current_model"] == health["selected_model"] == "whisper-base" and not health["ready"]
+    assert health["device"] == auto_whisper_device()  # known before it loads
 
 
 def test_settings_model_and_events_websocket(shim: Shim, speech_wav: Path) -> None:
@@ -253,7 +278,8 @@ def test_settings_model_and_events_websocket(shim: Shim, speech_wav: Path) -> No
     loads = [e for e in seen if e["type"] == "model_progress"]
     assert loads and loads[-1]["model_id"] == "tiny" and loads[-1]["progress"] == 1.0
     done = [e for e in seen if e["type"] == "transcription_progress"][-1]
-    assert done["request_id"].startswith("http-") and done["file_id"] == "speech.wav"
+    assert done["request_id"].startswith("http-") and done["file_id"].startswith("file-")
+    assert done["stage"] == "done" and loads[-1]["stage"] == "done"
     assert httpx.get(f"{shim.url}/health").json()["selected_model"] == "tiny"
     shim.sidecar.call("models.select", {"model": "whisper-base"})
 
@@ -266,9 +292,12 @@ def test_token_is_enforced(shim: Shim) -> None:
     with pytest.raises(openai.AuthenticationError):
         shim.sdk(api_key="wrong").models.list()
     assert httpx.get(f"{shim.url}/health").status_code == 200
-    with pytest.raises(InvalidStatus) as refused:  # the handshake is refused
-        ws_connect(f"{shim.url.replace('http', 'ws')}/v1/events")
-    assert refused.value.response.status_code == 403
+    for query in ("", "?token=wrong"):
+        with pytest.raises(InvalidStatus) as refused:  # the handshake is refused, as OpenAI's: 401
+            ws_connect(f"{shim.url.replace('http', 'ws')}/v1/events{query}")
+        assert refused.value.response.status_code == 401
+    with ws_connect(f"{shim.url.replace('http', 'ws')}/v1/events?token={TOKEN}") as websocket:
+        assert json.loads(websocket.recv(timeout=10)) == {"type": "connected"}
 
 
 def test_browser_origins_and_foreign_hosts_are_refused(shim: Shim) -> None:
@@ -307,7 +336,7 @@ def test_origin_and_host_are_checked_on_uploads_and_the_websocket(bare: Sidecar,
     with socket.create_connection(("127.0.0.1", port)) as sock, pytest.raises(InvalidStatus) as foreign_ws:
         # a rebinding page: the URL's host (so the one Host header) is not loopback
         ws_connect(f"ws://evil.example:{port}/v1/events", sock=sock)
-    assert foreign_ws.value.response.status_code == 403
+    assert foreign_ws.value.response.status_code == 421
     with ws_connect(events, origin=allowed) as websocket:  # type: ignore[arg-type]
         assert json.loads(websocket.recv(timeout=10)) == {"type": "connected"}
 
@@ -342,7 +371,12 @@ def test_oversize_upload_gets_413_and_leaves_no_temp_file(shim: Shim) -> None:
         ({"model": "tiny", "temperature": "warm"}, 400, "invalid_value", "temperature"),
         ({"model": "tiny", "language": "xx"}, 400, "invalid_params", "language"),
         ({"model": "tiny", "colour": "red"}, 400, "unknown_parameter", "colour"),
-        ({}, 422, "invalid_form", "model"),
+        (
+            {"model": "tiny", "timestamp_granularities[]": "word"},
+            400,
+            "invalid_value",
+            "timestamp_granularities",
+        ),
         ({"model": "no-such-model"}, 404, "model_not_found", None),
     ],
 )
@@ -365,10 +399,15 @@ def test_bad_uploads(shim: Shim, not_audio: Path, video_only: Path, empty_file: 
     assert send(not_audio, "fake.wav").status_code == 415
     assert send(video_only, "video.mp4").json()["error"]["code"] == "no_audio_stream"
     assert send(empty_file, "empty.wav").status_code == 400
+    assert "'fake.wav'" in send(not_audio, "fake.wav").json()["error"]["message"]  # never the temp path
     response = shim.post("/v1/audio/transcriptions", json={"model": "tiny"})
-    assert response.status_code == 415
+    assert response.status_code == 415 and response.json()["error"]["param"] == "file"
     response = shim.post("/v1/audio/transcriptions", data={"model": "tiny"}, files={"other": ("a", b"x")})
-    assert response.status_code == 422
+    assert response.status_code == 400
+    response = shim.post("/v1/audio/translations", files={"file": ("s.wav", b"RIFF")})  # model required
+    assert response.status_code == 400 and response.json()["error"]["param"] == "model"
+    response = shim.post("/v1/audio/transcriptions", files={"model": (None, "tiny")})  # multipart, no file
+    assert response.status_code == 400 and response.json()["error"]["param"] == "file"
     assert shim.get("/v1/nowhere").json()["error"]["code"] == "not_found"
     assert shim.upload_files() == []
 
@@ -480,7 +519,7 @@ def test_schemathesis_against_the_openapi_document(shim: Shim) -> None:
         except Exception as exc:  # collect every operation's failure
             failures.append(f"{operation.method.upper()} {operation.path}: {exc}")
     assert not failures, "\n".join(failures)
-    assert len(statuses) == 7 and all(statuses.values())  # every operation was exercised
+    assert len(statuses) == 8 and all(statuses.values())  # every operation was exercised
     assert shim.upload_files() == []
 
 

@@ -187,7 +187,7 @@ def test_download_installs_verified_files_with_progress(
     assert any(f"/resolve/{hub.commit}/model.bin" in path for _, path, _ in hub.requests)
     again = Reports()
     _download(service, SMALL, again)
-    assert again.items == [{"progress": 1.0, "message": "already downloaded"}]
+    assert again.items == [{"progress": 1.0, "message": "already downloaded", "stage": "done", "error": None}]
 
 
 # --- resume ------------------------------------------------------------------------------------
@@ -238,6 +238,7 @@ def test_cancel_keeps_the_part_and_the_next_download_resumes(store: ModelStore, 
         assert not scope.cancelled_caught
 
     anyio.run(cancel_midway)
+    assert reports.items[-1]["stage"] == "cancelled"  # the progress stream's final frame
     hub.stall.clear()
     # The cancelled caller was released at once; its worker thread sees the cancel and ends on its own.
     # Resuming before it has ended would race it for the part file, so wait for that end.
@@ -367,7 +368,7 @@ def test_sidecar_downloads_then_loads_on_first_use(
         info = sidecar.call("models.download", {"model": SMALL.id})
         assert info["available"]
         progress = [n["params"] for n in sidecar.notifications if n["method"] == "model.progress"]
-        assert progress[-1]["progress"] == 1.0
+        assert progress[-1]["progress"] == 1.0 and progress[-1]["stage"] == "done"  # the final frame
         assert any(p.get("total_bytes") and p.get("rate_bytes_per_s") is not None for p in progress)
         (update,) = sidecar.call("models.check_updates", {"model": SMALL.id})
         assert update["installed_revision"] == hub.commit and not update["update_available"]
@@ -375,8 +376,10 @@ def test_sidecar_downloads_then_loads_on_first_use(
         sidecar.notifications.clear()
         loaded = sidecar.call("models.load", {"model": large.id})
         assert loaded["ready"] and loaded["available"]
-        messages = [n["params"]["message"] for n in sidecar.notifications if n["method"] == "model.progress"]
+        loads = [n["params"] for n in sidecar.notifications if n["method"] == "model.progress"]
+        messages = [p["message"] for p in loads]
         assert messages[0].startswith("contacting http://127.0.0.1") and messages[-1] == "ready", messages
+        assert [p["stage"] for p in loads if "stage" in p] == ["done"]  # one final frame: the load's
 
         deleted = sidecar.call("models.delete", {"model": large.id})
         assert deleted["deleted"] and sidecar.call("models.status")["state"] == "unloaded"

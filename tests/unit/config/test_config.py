@@ -44,6 +44,9 @@ NON_DEFAULTS: dict[str, dict[str, Any]] = {
         "auto_start": True,
         "api_token": "s3cret",
         "max_upload_mb": 100,
+        "header_timeout_s": 5.0,
+        "body_timeout_s": 60.0,
+        "max_connections_per_client": 16,
     },
     "ui": {"theme": "dark", "opacity": 0.75, "animations": False},
     "audio": {
@@ -60,6 +63,7 @@ NON_DEFAULTS: dict[str, dict[str, Any]] = {
         "prefer_gpu": False,
         "max_audio_duration_s": 3600.0,
         "cache_directory": "/data/models",
+        "aliases": {"whisper-1": "selected", "gpt-4o-transcribe": "whisper-large-v3-turbo"},
     },
     "hotkey": {"combination": "Alt+Space", "overlay": False, "auto_paste": False},
 }
