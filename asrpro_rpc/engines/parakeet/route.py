@@ -129,11 +129,10 @@ class ParakeetEngine:
 
 
 def _onnx_accelerated(device: str) -> bool:
-    import onnxruntime
-
     from asrpro_rpc.engines.parakeet.onnx import choose_provider
+    from asrpro_rpc.system.hardware import OnnxRuntimeReport, onnx_runtime
 
-    return device != "cpu" and choose_provider(device, onnxruntime.get_available_providers())[0] != "cpu"
+    return device != "cpu" and choose_provider(device, onnx_runtime() or OnnxRuntimeReport())[0] != "cpu"
 
 
 def _torch_accelerated(device: str) -> bool:
