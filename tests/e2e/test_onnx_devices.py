@@ -10,7 +10,6 @@ import importlib.util
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -57,31 +56,44 @@ def _start(tmp: Path, model: Path, env: dict[str, str], device: str) -> Sidecar:
     return sidecar
 
 
-@pytest.fixture
-def plain(tiny_parakeet_onnx: Path, tmp_path: Path) -> Iterator[Sidecar]:
-    sidecar = _start(tmp_path, tiny_parakeet_onnx, {}, "openvino")
-    yield sidecar
-    sidecar.kill()
-
-
 def _fallbacks(sidecar: Sidecar) -> list[str]:
     return [
         n["params"]["message"] for n in sidecar.notifications if n["params"].get("kind") == "device_fallback"
     ]
 
 
-def test_missing_provider_falls_back_to_cpu_saying_why(plain: Sidecar, speech_wav: Path) -> None:
-    devices = plain.call("system.devices")
-    assert {"provider": "CPUExecutionProvider", "type": "cpu"}.items() <= devices["onnx_devices"][0].items()
-    if any(d["provider"] == "OpenVINOExecutionProvider" for d in devices["onnx_devices"]):
-        pytest.skip("OpenVINO is usable here: nothing to fall back from")
-    plain.notifications.clear()
-    assert plain.call("models.load", {"model": ONNX_ID}, timeout_s=180)["device"] == "cpu"
-    [warning] = _fallbacks(plain)
-    assert "Device 'openvino' isn't available to ONNX Runtime" in warning
-    assert "asrpro-rpc[openvino]" in warning or "OpenVINOExecutionProvider" in warning
-    assert plain.call("models.status")["device"] == "cpu"
-    assert plain.call("transcribe.file", {"path": str(speech_wav), "model": ONNX_ID}, timeout_s=180)["text"]
+@pytest.mark.parametrize(
+    ("device", "provider", "reason"),
+    [
+        ("openvino", "OpenVINOExecutionProvider", ("asrpro-rpc[openvino]", "OpenVINOExecutionProvider")),
+        ("webgpu", WEBGPU, ("asrpro-rpc[webgpu]", "found no device")),
+    ],
+)
+def test_unusable_provider_falls_back_to_cpu_saying_why(
+    device: str,
+    provider: str,
+    reason: tuple[str, ...],
+    tiny_parakeet_onnx: Path,
+    tmp_path: Path,
+    speech_wav: Path,
+) -> None:
+    sidecar = _start(tmp_path, tiny_parakeet_onnx, {"ORT_WEBGPU_EP_ALLOW_SOFTWARE_ADAPTER": "0"}, device)
+    try:
+        devices = sidecar.call("system.devices")
+        assert {"provider": "CPUExecutionProvider", "type": "cpu"}.items() <= devices["onnx_devices"][
+            0
+        ].items()
+        if any(d["provider"] == provider for d in devices["onnx_devices"]):
+            pytest.skip(f"{provider} has a device here: nothing to fall back from")
+        sidecar.notifications.clear()
+        assert sidecar.call("models.load", {"model": ONNX_ID}, timeout_s=180)["device"] == "cpu"
+        [warning] = _fallbacks(sidecar)
+        assert "CPU instead" in warning and any(r in warning for r in reason), warning
+        assert sidecar.call("models.status")["device"] == "cpu"
+        params = {"path": str(speech_wav), "model": ONNX_ID}
+        assert sidecar.call("transcribe.file", params, timeout_s=180)["text"]
+    finally:
+        sidecar.kill()
 
 
 def test_transcribes_on_vulkan_through_webgpu(

@@ -69,6 +69,12 @@ class OnnxEngine:
                 engine="onnx",
             ) from exc
         device, warnings = choose_provider(spec.device, onnx_runtime() or OnnxRuntimeReport())
+        failure = provider_failure(onnxruntime, PROVIDERS[device]) if device in PROVIDERS else None
+        if failure is not None:
+            warnings.append(
+                f"ONNX Runtime can't start {PROVIDERS[device]} ({failure}); using the CPU instead."
+            )
+            device = "cpu"
         quantization, compute_type, more = _quantization(spec, Path(spec.model_path))
         warnings += more
         self._frame_s = _FRAME_STEP_S * int(config.get("subsampling_factor", 8))
@@ -176,6 +182,36 @@ def choose_provider(requested: str, runtime: OnnxRuntimeReport) -> tuple[str, li
         f"Device {requested!r} isn't available to ONNX Runtime: {_why(wanted, runtime)}. "
         "Running on the CPU instead."
     ]
+
+
+_PROBE_MODEL = (
+    b'\x08\x08\x12\x00:3\n\x0c\n\x01x\x12\x01y"\x04Relu\x12\x01pZ\x0f\n\x01x\x12\n\n\x08\x08\x01\x12\x04'
+    b"\n\x02\x08\x01b\x0f\n\x01y\x12\n\n\x08\x08\x01\x12\x04\n\x02\x08\x01B\x04\n\x00\x10\r"
+)
+"""A one-Relu ONNX graph (float[1] -> float[1], opset 13): a session on it starts a provider."""
+
+
+def provider_failure(onnxruntime: Any, provider: str) -> str | None:
+    """Why ``provider`` can't start here, or None when it does.
+
+    ONNX Runtime's Python API answers a provider that fails to start (a GPU adapter it can't get, CUDA
+    libraries it can't load) by printing the error and using the CPU, so the load would claim a device it
+    isn't on: a session on a tiny graph catches that first.
+    """
+    import contextlib
+    import io
+
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            session = onnxruntime.InferenceSession(_PROBE_MODEL, providers=[provider, "CPUExecutionProvider"])
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    if session.get_providers()[0] == provider:
+        return None
+    error = next((line for line in printed.getvalue().splitlines() if line.startswith("EP Error ")), "")
+    error = error.removeprefix("EP Error ").split(" when using [")[0]
+    return error.rsplit(". ", 1)[-1] or "it fell back to the CPU"  # the sentence after ORT's source trace
 
 
 def _usable(name: str, provider: str, runtime: OnnxRuntimeReport) -> bool:

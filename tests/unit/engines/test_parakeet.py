@@ -11,7 +11,7 @@ import pytest
 from asrpro_rpc import errors
 from asrpro_rpc.engines.chunking import silero_cut_finder, window_bounds
 from asrpro_rpc.engines.parakeet.common import MAX_SEGMENT_S, build_transcript, check_language, word
-from asrpro_rpc.engines.parakeet.onnx import choose_provider, words_from_tokens
+from asrpro_rpc.engines.parakeet.onnx import choose_provider, provider_failure, words_from_tokens
 from asrpro_rpc.engines.parakeet.route import choose_runtime, onnx_export_dir
 from asrpro_rpc.system.hardware import OnnxDevice, OnnxPlugin, OnnxRuntimeReport
 from asrpro_rpc.transcripts.types import TranscribeOptions
@@ -87,6 +87,15 @@ def test_plugin_provider_choice() -> None:
             "onnxruntime_ep_openvino (RuntimeError: too old). Running on the CPU instead."
         ],
     )
+
+
+def test_provider_failure_catches_the_silent_cpu_fallback() -> None:
+    """ONNX Runtime here, for real: the CPU starts; a provider it lacks would quietly become the CPU."""
+    import onnxruntime
+
+    assert provider_failure(onnxruntime, "CPUExecutionProvider") is None
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        assert provider_failure(onnxruntime, "CUDAExecutionProvider") == "it fell back to the CPU"
 
 
 def test_export_sits_beside_the_nemo_file() -> None:
