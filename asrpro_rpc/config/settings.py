@@ -32,8 +32,11 @@ ComputeType = Literal[
 class DeviceSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Where inference runs."""
 
-    preferred: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    """``auto`` picks CUDA, then Apple MPS, then CPU."""
+    preferred: Literal[
+        "auto", "cpu", "cuda", "mps", "rocm", "directml", "coreml", "webgpu", "openvino", "mlx"
+    ] = "auto"
+    """``auto`` picks CUDA, then Apple MPS, then CPU. The ONNX route also takes ONNX Runtime's providers
+    (rocm, directml, coreml and the plugin EPs webgpu, openvino, mlx); other engines run those on the CPU."""
     cuda_index: Annotated[int, msgspec.Meta(ge=0, le=63)] = 0
     compute_type: ComputeType | None = None
     """CTranslate2 compute type; ``None`` picks the best one for the device."""

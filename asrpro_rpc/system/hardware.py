@@ -1,8 +1,10 @@
 """Compute device detection and the device / compute-type choice made before loading a model.
 
 ``probe_devices`` looks at the machine and ``probe_gpu_memory`` at GPU memory now (on demand, never at import;
-GPUs through torch when it is already imported, else ``nvidia-smi``); ``choose_device`` and
-``choose_compute_type`` are pure functions over what was found, so they are tested with injected reports.
+GPUs through torch when it is already imported, else ``nvidia-smi``); ``onnx_runtime`` reports ONNX Runtime's
+execution providers and their devices, registering the installed plugin EPs once per process.
+``choose_device`` and ``choose_compute_type`` are pure functions over what was found, so they are tested
+with injected reports.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Collection
 from typing import Literal, cast
 
@@ -29,6 +32,13 @@ _CPU_FLAGS = ("sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx5
 """CPU ISA features worth reporting (they decide CTranslate2/ONNX Runtime kernel speed)."""
 
 _NVIDIA_SMI_TIMEOUT_S = 5.0
+
+ONNX_PLUGINS: dict[str, str] = {
+    "webgpu": "onnxruntime_ep_webgpu",
+    "openvino": "onnxruntime_ep_openvino",
+    "mlx": "onnxruntime_ep_mlx",
+}
+"""Plugin execution providers: our device name (also the pip extra) -> the package shipping its library."""
 
 
 class GpuInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -58,6 +68,37 @@ class GpuReading(msgspec.Struct, frozen=True, kw_only=True):
     compute_capability: str | None = None
 
 
+class OnnxDevice(msgspec.Struct, frozen=True, kw_only=True):
+    """A device an ONNX Runtime execution provider can run on (``onnxruntime.get_ep_devices()``)."""
+
+    provider: str
+    """Its execution provider, e.g. ``"WebGpuExecutionProvider"``."""
+    type: str
+    """``cpu``, ``gpu`` or ``npu``."""
+    vendor: str = ""
+    vendor_id: int = 0
+    device_id: int = 0
+
+
+class OnnxPlugin(msgspec.Struct, frozen=True, kw_only=True):
+    """An installed plugin execution provider package, and what registering its library gave."""
+
+    device: str
+    """Our device name for it (``webgpu``, ``openvino``, ``mlx``)."""
+    package: str
+    providers: tuple[str, ...] = ()
+    """The execution providers it added; empty when ``error`` says why not."""
+    error: str | None = None
+
+
+class OnnxRuntimeReport(msgspec.Struct, frozen=True, kw_only=True):
+    version: str = ""
+    providers: tuple[str, ...] = ()
+    """``onnxruntime.get_available_providers()``, registered plugins included."""
+    devices: tuple[OnnxDevice, ...] = ()
+    plugins: tuple[OnnxPlugin, ...] = ()
+
+
 class DeviceReport(msgspec.Struct, frozen=True, kw_only=True):
     """What the machine offers for inference. Every field has a CPU-only default, for tests."""
 
@@ -74,6 +115,11 @@ class DeviceReport(msgspec.Struct, frozen=True, kw_only=True):
     mps_available: bool = False
     """Apple Metal (PyTorch MPS) usable: Apple silicon with torch installed (confirmed by torch if loaded)."""
     onnx_providers: tuple[str, ...] = ()
+    """ONNX Runtime's execution providers, the installed plugin EPs (WebGPU, OpenVINO, MLX) included."""
+    onnx_devices: tuple[OnnxDevice, ...] = ()
+    """The devices those providers found (ONNX Runtime >= 1.23; a plugin EP runs only where it has one)."""
+    onnx_plugins: tuple[OnnxPlugin, ...] = ()
+    """Installed plugin EP packages, with the error when ONNX Runtime refused one."""
 
 
 def probe_devices(*, use_torch: bool = False) -> DeviceReport:
@@ -87,6 +133,7 @@ def probe_devices(*, use_torch: bool = False) -> DeviceReport:
     readings = _gpus_from_torch(free_memory=False) if torch_loaded else ()
     if not readings and cuda_count:
         readings = _gpus_from_nvidia_smi()
+    onnx = onnx_runtime() or OnnxRuntimeReport()
     gpus = tuple(
         GpuInfo(
             index=g.index,
@@ -106,7 +153,9 @@ def probe_devices(*, use_torch: bool = False) -> DeviceReport:
         cuda_compute_types=cuda_types,
         gpus=gpus,
         mps_available=_mps_available(torch_loaded),
-        onnx_providers=_onnx_providers(),
+        onnx_providers=onnx.providers,
+        onnx_devices=onnx.devices,
+        onnx_plugins=onnx.plugins,
     )
 
 
@@ -249,17 +298,68 @@ def _mps_available(torch_loaded: bool) -> bool:
     return bool(torch.backends.mps.is_available())
 
 
-def _onnx_providers() -> tuple[str, ...]:
+_onnx_lock = threading.Lock()
+_onnx_report: OnnxRuntimeReport | None = None
+
+
+def onnx_runtime() -> OnnxRuntimeReport | None:
+    """ONNX Runtime's providers and their devices (None without onnxruntime).
+
+    The first call in a process imports onnxruntime and registers every installed plugin EP of
+    ``ONNX_PLUGINS``; later calls return that report.
+    """
+    global _onnx_report
     if importlib.util.find_spec("onnxruntime") is None:
-        return ()
+        return None
+    with _onnx_lock:
+        if _onnx_report is None:
+            try:
+                import onnxruntime
+            except ImportError:
+                return None
+            plugins = tuple(
+                _register_plugin(onnxruntime, device, package)
+                for device, package in ONNX_PLUGINS.items()
+                if importlib.util.find_spec(package) is not None
+            )
+            get_ep_devices = getattr(onnxruntime, "get_ep_devices", None)
+            _onnx_report = OnnxRuntimeReport(
+                version=onnxruntime.__version__,
+                providers=tuple(onnxruntime.get_available_providers()),
+                devices=tuple(
+                    OnnxDevice(
+                        provider=d.ep_name,
+                        type=d.device.type.name.lower(),
+                        vendor=d.device.vendor,
+                        vendor_id=d.device.vendor_id,
+                        device_id=d.device.device_id,
+                    )
+                    for d in (get_ep_devices() if get_ep_devices else ())
+                ),
+                plugins=plugins,
+            )
+        return _onnx_report
+
+
+def _register_plugin(onnxruntime: object, device: str, package: str) -> OnnxPlugin:
+    """Registers one plugin EP package's library under its EP name (the MLX EP takes that name as its own)."""
+    register = getattr(onnxruntime, "register_execution_provider_library", None)
+    if register is None:
+        error = f"plugin EPs need onnxruntime >= 1.23 (this is {getattr(onnxruntime, '__version__', '?')})"
+        return OnnxPlugin(device=device, package=package, error=error)
     try:
-        import onnxruntime
-    except ImportError:
-        return ()
-    return tuple(onnxruntime.get_available_providers())
+        module = importlib.import_module(package)
+        names = tuple(module.get_ep_names())
+        register(names[0], module.get_library_path())
+    except Exception as exc:  # a broken or mismatched plugin must not take system.devices down
+        log.warning("ONNX Runtime plugin %s not registered: %s", package, exc)
+        return OnnxPlugin(device=device, package=package, error=f"{type(exc).__name__}: {exc}")
+    return OnnxPlugin(device=device, package=package, providers=names)
 
 
 # --- choice -----------------------------------------------------------------------------------------
+ONNX_ONLY_DEVICES = ("rocm", "directml", "coreml", *ONNX_PLUGINS)
+"""Device names only the ONNX route can honour (its execution providers)."""
 _DEVICE_NAMES = {"cpu": "the CPU", "cuda": "a CUDA GPU", "mps": "Apple Metal (MPS)"}
 
 
@@ -271,7 +371,8 @@ def choose_device(
 ) -> tuple[Device, list[str]]:
     """The device to load on, plus warnings for a person when the request can't be honoured.
 
-    ``auto`` prefers CUDA, then MPS, then CPU. An unavailable device falls back to the CPU with a warning.
+    ``auto`` prefers CUDA, then MPS, then CPU. An unavailable device, or one of ``ONNX_ONLY_DEVICES``, falls
+    back to the CPU with a warning.
     ``supported`` is what the engine can use (faster-whisper: ``("cpu", "cuda")``).
 
     Raises:
@@ -283,6 +384,11 @@ def choose_device(
             if has[device] and device in supported:
                 return device, []
         return "cpu", []
+    if requested in ONNX_ONLY_DEVICES:
+        return "cpu", [
+            f"Device {requested!r} is an ONNX Runtime provider, which only ONNX models use; this engine "
+            "runs on the CPU instead."
+        ]
     if requested not in has:
         raise errors.InvalidConfig(
             f"Unknown device {requested!r}: use auto, cpu, cuda or mps.", field="device", value=requested

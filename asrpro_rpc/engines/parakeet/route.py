@@ -2,8 +2,9 @@
 
 The choice happens here, in the engine host process, because the facts it needs (does torch see a GPU,
 which ONNX Runtime providers exist) cost heavy imports the sidecar must not pay. The ONNX route is taken
-when NeMo is not installed (or fails to import), or when ONNX Runtime has an accelerator (CUDA, ROCm,
-DirectML) that torch lacks; it needs the export ``asrpro models export-onnx ID`` writes next to the file.
+when NeMo is not installed (or fails to import), or when ONNX Runtime has an accelerator that starts (CUDA,
+ROCm, DirectML; WebGPU, OpenVINO, MLX on request) and torch lacks one; it needs the export
+``asrpro models export-onnx ID`` writes next to the file.
 """
 
 from __future__ import annotations
@@ -131,9 +132,13 @@ class ParakeetEngine:
 def _onnx_accelerated(device: str) -> bool:
     import onnxruntime
 
-    from asrpro_rpc.engines.parakeet.onnx import choose_provider
+    from asrpro_rpc.engines.parakeet.onnx import PROVIDERS, choose_provider, provider_failure
+    from asrpro_rpc.system.hardware import OnnxRuntimeReport, onnx_runtime
 
-    return device != "cpu" and choose_provider(device, onnxruntime.get_available_providers())[0] != "cpu"
+    if device == "cpu":
+        return False
+    chosen, _ = choose_provider(device, onnx_runtime() or OnnxRuntimeReport())
+    return chosen != "cpu" and provider_failure(onnxruntime, PROVIDERS[chosen]) is None
 
 
 def _torch_accelerated(device: str) -> bool:

@@ -11,8 +11,9 @@ import pytest
 from asrpro_rpc import errors
 from asrpro_rpc.engines.chunking import Audio, silero_cut_finder
 from asrpro_rpc.engines.parakeet.common import MAX_SEGMENT_S, build_transcript, check_language, word
-from asrpro_rpc.engines.parakeet.onnx import choose_provider, words_from_tokens
+from asrpro_rpc.engines.parakeet.onnx import choose_provider, provider_failure, words_from_tokens
 from asrpro_rpc.engines.parakeet.route import choose_runtime, onnx_export_dir
+from asrpro_rpc.system.hardware import OnnxDevice, OnnxPlugin, OnnxRuntimeReport
 from asrpro_rpc.transcripts.types import TranscribeOptions
 
 
@@ -42,15 +43,59 @@ def test_runtime_choice() -> None:
         choose(nemo=False, onnx=False)
 
 
+def _runtime(*providers: str, devices: tuple[str, ...] = (), plugins: tuple[OnnxPlugin, ...] = ()):
+    """What ONNX Runtime would report on hardware we lack: ``providers`` plus ``CPUExecutionProvider``."""
+    return OnnxRuntimeReport(
+        version="1.32.0",
+        providers=(*providers, "CPUExecutionProvider"),
+        devices=tuple(OnnxDevice(provider=p, type="gpu") for p in devices),
+        plugins=plugins,
+    )
+
+
 def test_provider_choice() -> None:
-    cpu_only = ["CPUExecutionProvider"]
+    cpu_only = _runtime()
     assert choose_provider("auto", cpu_only) == ("cpu", [])
-    assert choose_provider("auto", ["DmlExecutionProvider", *cpu_only]) == ("directml", [])
-    assert choose_provider("auto", ["CoreMLExecutionProvider", *cpu_only]) == ("cpu", [])
-    assert choose_provider("mps", ["CoreMLExecutionProvider", *cpu_only]) == ("coreml", [])
-    assert choose_provider("cpu", ["CUDAExecutionProvider", *cpu_only]) == ("cpu", [])
+    assert choose_provider("auto", _runtime("DmlExecutionProvider")) == ("directml", [])
+    assert choose_provider("auto", _runtime("CoreMLExecutionProvider")) == ("cpu", [])
+    assert choose_provider("mps", _runtime("CoreMLExecutionProvider")) == ("coreml", [])
+    assert choose_provider("cpu", _runtime("CUDAExecutionProvider")) == ("cpu", [])
     device, warnings = choose_provider("cuda", cpu_only)
-    assert device == "cpu" and "cuda" in warnings[0]
+    assert device == "cpu" and "has no CUDAExecutionProvider" in warnings[0]
+    device, warnings = choose_provider("vulkan", cpu_only)
+    assert device == "cpu" and "unknown device" in warnings[0] and "webgpu" in warnings[0]
+
+
+def test_plugin_provider_choice() -> None:
+    """A plugin EP is chosen only on request, and only once it registered and found a device; otherwise
+    the warning names what is missing."""
+    webgpu = OnnxPlugin(
+        device="webgpu", package="onnxruntime_ep_webgpu", providers=("WebGpuExecutionProvider",)
+    )
+    ready = _runtime("WebGpuExecutionProvider", devices=("WebGpuExecutionProvider",), plugins=(webgpu,))
+    assert choose_provider("webgpu", ready) == ("webgpu", [])
+    assert choose_provider("auto", ready) == ("cpu", [])
+    _, [missing] = choose_provider("webgpu", _runtime())
+    assert "pip install 'asrpro-rpc[webgpu]'" in missing
+    _, [no_device] = choose_provider("webgpu", _runtime(plugins=(webgpu,)))
+    assert "found no device" in no_device and "ORT_WEBGPU_EP_ALLOW_SOFTWARE_ADAPTER" in no_device
+    refused = OnnxPlugin(device="openvino", package="onnxruntime_ep_openvino", error="RuntimeError: too old")
+    assert choose_provider("openvino", _runtime(plugins=(refused,))) == (
+        "cpu",
+        [
+            "Device 'openvino' isn't available to ONNX Runtime: ONNX Runtime 1.32.0 refused "
+            "onnxruntime_ep_openvino (RuntimeError: too old). Running on the CPU instead."
+        ],
+    )
+
+
+def test_provider_failure_catches_the_silent_cpu_fallback() -> None:
+    """ONNX Runtime here, for real: the CPU starts; a provider it lacks would quietly become the CPU."""
+    import onnxruntime
+
+    assert provider_failure(onnxruntime, "CPUExecutionProvider") is None
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        assert provider_failure(onnxruntime, "CUDAExecutionProvider") == "it fell back to the CPU"
 
 
 def test_export_sits_beside_the_nemo_file() -> None:

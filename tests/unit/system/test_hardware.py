@@ -16,6 +16,7 @@ from asrpro_rpc.system.hardware import (
     choose_compute_type,
     choose_device,
     ct2_compute_types,
+    onnx_runtime,
     parse_nvidia_smi,
     probe_devices,
 )
@@ -109,6 +110,28 @@ def test_mps_off_apple_or_unsupported_by_engine_falls_back_to_cpu() -> None:
     assert device == "cpu" and "Apple silicon" in warnings[0]
     device, warnings = choose_device("mps", APPLE, supported=("cpu", "cuda"))
     assert device == "cpu" and "can't use Apple Metal" in warnings[0]
+
+
+def test_onnx_provider_device_runs_other_engines_on_cpu() -> None:
+    device, warnings = choose_device("webgpu", ONE_GPU)
+    assert device == "cpu" and "only ONNX models use" in warnings[0]
+
+
+def test_onnx_runtime_registers_installed_plugins_once() -> None:
+    """The real ONNX Runtime here, with whatever plugin EP packages are installed: each one registered
+    (or its error kept), and a second call the same report without registering again."""
+    first = onnx_runtime()
+    assert first is not None and "CPUExecutionProvider" in first.providers
+    assert any(d.provider == "CPUExecutionProvider" and d.type == "cpu" for d in first.devices)
+    for plugin in first.plugins:
+        assert bool(plugin.providers) != bool(plugin.error), plugin
+    assert onnx_runtime() is first
+    report = probe_devices()
+    assert (report.onnx_providers, report.onnx_devices, report.onnx_plugins) == (
+        first.providers,
+        first.devices,
+        first.plugins,
+    )
 
 
 def test_unknown_device_is_a_config_error() -> None:
