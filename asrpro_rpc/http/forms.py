@@ -1,10 +1,11 @@
 """OpenAI's transcription/translation form fields → the shared ``TranscribeFileParams``, plus their schema.
 
 Beyond OpenAI's fields, the engine's options may be sent as form fields (``beam_size``, ``vad_filter``,
-``max_new_tokens``…; the SDKs pass them with ``extra_body``) and ``temperature_fallback=false`` decodes at
-exactly ``temperature`` (OpenAI's ``0`` otherwise means "0, raising it when decoding fails"). OpenAI fields
-with no meaning here (``chunking_strategy``, ``include[]``, speaker hints) are accepted and ignored; any
-other field is refused with 400, as OpenAI does, so typos don't pass silently.
+``max_new_tokens``…, ``priority``, ``vocabulary``; the SDKs pass them with ``extra_body``), and
+``temperature_fallback=false`` decodes at exactly ``temperature`` (OpenAI's ``0`` otherwise means "0,
+raising it when decoding fails"). OpenAI fields with no meaning here (``chunking_strategy``,
+``include[]``, speaker hints) are accepted and ignored; any other field is refused with 400, as OpenAI
+does, so typos don't pass silently.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from typing import Annotated, Any
 import msgspec
 
 from ..services.transcription import TranscribeFileParams
-from ..transcripts.types import Granularity, ResponseFormat, Task
+from ..transcripts.types import Granularity, Priority, ResponseFormat, Task
+from ..transcripts.vocabulary import Vocabulary
 from .errors import HttpError
 from .uploads import FILE_FIELD, UploadedForm
 
+VOCABULARY_FIELD = "vocabulary"
 IGNORED_FIELDS = ("chunking_strategy", "include", "known_speaker_names", "known_speaker_references")
 LIST_FIELDS = frozenset({"timestamp_granularities"})
 _FALLBACK_STEP = 0.2
@@ -44,6 +47,8 @@ class TranscriptionForm(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     max_new_tokens: Annotated[int, msgspec.Meta(ge=1, le=448)] | None = None
     min_confidence: float | None = None
     batch_size: Annotated[int, msgspec.Meta(ge=1, le=64)] | None = None
+    priority: Priority | None = None
+    vocabulary: Vocabulary | None = None
 
     def to_params(self, path: str, task: Task, file_id: str) -> TranscribeFileParams:
         """Always ``verbose_json`` from the service: the shim renders the format asked for."""
@@ -64,6 +69,8 @@ class TranscriptionForm(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
             temperature=self._temperatures(),
             max_new_tokens=self.max_new_tokens,
             min_confidence=self.min_confidence,
+            priority=self.priority,
+            vocabulary=self.vocabulary,
             **engine,
         )
 
@@ -101,6 +108,9 @@ def parse_form(form: UploadedForm, *, model_required: bool) -> TranscriptionForm
         name = raw_name.removesuffix("[]")
         if name.split("[", 1)[0] in IGNORED_FIELDS:
             continue
+        if name.split("[", 1)[0] == VOCABULARY_FIELD:
+            _add_vocabulary_field(values, raw_name, [value for value in raw_values if value != ""])
+            continue
         if name not in TranscriptionForm.__struct_fields__:
             raise HttpError(
                 400,
@@ -136,6 +146,35 @@ def parse_form(form: UploadedForm, *, model_required: bool) -> TranscriptionForm
     return parsed
 
 
+def _add_vocabulary_field(values: dict[str, Any], raw_name: str, present: list[str]) -> None:
+    """``vocabulary`` as a JSON object (``-F 'vocabulary={"words": ["Zorvath"]}'``), or its fields in the
+    bracket notation the OpenAI SDKs give ``extra_body``: ``vocabulary[words][]``,
+    ``vocabulary[replacements][gee pee tee four]``, ``vocabulary[remove_fillers]``."""
+    vocabulary = values.setdefault(VOCABULARY_FIELD, {})
+    if not present or not isinstance(vocabulary, dict):
+        return
+    if raw_name == VOCABULARY_FIELD:
+        try:
+            decoded = msgspec.json.decode(present[-1])
+        except msgspec.DecodeError:
+            raise HttpError(
+                400, "vocabulary must be a JSON object.", code="invalid_value", param=VOCABULARY_FIELD
+            ) from None
+        if not isinstance(decoded, dict):
+            raise HttpError(
+                400, "vocabulary must be a JSON object.", code="invalid_value", param=VOCABULARY_FIELD
+            )
+        vocabulary.update(decoded)
+        return
+    keys = raw_name.removeprefix(VOCABULARY_FIELD).removesuffix("[]").strip("[]").split("][")
+    if keys[0] == "words":
+        vocabulary["words"] = [*vocabulary.get("words", []), *present]
+    elif keys[0] == "replacements" and len(keys) == 2:
+        vocabulary.setdefault("replacements", {})[keys[1]] = present[-1]
+    else:
+        vocabulary[keys[0]] = present[-1]
+
+
 def form_schema(*, model_required: bool, openai_fields: tuple[str, ...]) -> dict[str, Any]:
     """The OpenAPI ``requestBody`` for a multipart transcription form."""
     string = {"type": "string"}
@@ -166,6 +205,14 @@ def form_schema(*, model_required: bool, openai_fields: tuple[str, ...]) -> dict
         "max_new_tokens": {"type": "integer", "minimum": 1, "maximum": 448},
         "min_confidence": {"type": "number"},
         "batch_size": {"type": "integer", "minimum": 1, "maximum": 64},
+        "priority": {"type": "string", "enum": ["interactive", "background"]},
+        VOCABULARY_FIELD: {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "description": 'A JSON object overriding the vocabulary.* settings: {"words": [...], '
+            '"replacements": {...}, "remove_fillers": bool, "spoken_punctuation": bool}; the SDKs\' '
+            "extra_body bracket fields (vocabulary[words][]) work too.",
+        },
     }
     schema = {
         "type": "object",

@@ -4,10 +4,13 @@ apply to files and streams, settings apply to the next request, and a request's 
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
+import openai
 import pytest
 
 from tests.support.sidecar import Sidecar, sidecar_env
@@ -89,3 +92,37 @@ def test_streams_report_the_written_form(sidecar: Sidecar, speech_wav: Path) -> 
     assert "galley" in summary["text"] and "kitchen" not in summary["text"].lower(), summary
     finals = of(sidecar, "stream.final", stream_id)
     assert "galley" in " ".join(f["segment"]["text"] for f in finals), finals
+
+
+def test_the_http_shim_takes_a_vocabulary(sidecar: Sidecar, names_wav: Path, speech_wav: Path) -> None:
+    """The OpenAI SDK sends it with ``extra_body`` (bracket fields); curl as one JSON field."""
+    sidecar.call("config.reset", {"category": "vocabulary"})
+    url = sidecar.call("http.start", {"port": 0})["url"]
+    try:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=120)
+        with names_wav.open("rb") as file:
+            hinted = client.audio.transcriptions.create(
+                file=file,
+                model="whisper-base",
+                language="en",
+                extra_body={"vocabulary": {"words": DICTIONARY}, "priority": "interactive"},
+            )
+        assert all(word in hinted.text for word in DICTIONARY), hinted.text
+        replacements = {"kitchen": "galley"}
+        with speech_wav.open("rb") as file:
+            form = {
+                "model": "whisper-base",
+                "language": "en",
+                "vocabulary": json.dumps({"replacements": replacements}),
+            }
+            reply = httpx.post(f"{url}/v1/audio/transcriptions", data=form, files={"file": file}, timeout=120)
+        assert reply.status_code == 200 and "galley" in reply.json()["text"], reply.text
+        bad = httpx.post(
+            f"{url}/v1/audio/transcriptions",
+            data={"model": "whisper-base", "vocabulary": "[not json"},
+            files={"file": speech_wav.read_bytes()},
+            timeout=120,
+        )
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "vocabulary", bad.text
+    finally:
+        sidecar.call("http.stop")
