@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from ..errors import clip
 from ..events import TranscriptionProgress, TranscriptionSegment
-from ..services.transcription import TranscribeFileParams, TranscriptionResult
+from ..services.transcription import MAX_FILE_ID_CHARS, TranscribeFileParams, TranscriptionResult
 from ..transcripts.types import Segment
 from .base import RequestContext, rpc_method
 
@@ -22,7 +23,7 @@ from .base import RequestContext, rpc_method
     ),
 )
 async def transcribe_file(ctx: RequestContext, params: TranscribeFileParams) -> TranscriptionResult:
-    file_id = params.file_id or params.path
+    file_id = clip(params.file_id or params.path, MAX_FILE_ID_CHARS)  # echoed in every notification
     progress = ctx.progress("transcription.progress", TranscriptionProgress, file_id=file_id)
 
     def send_segment(segment: Segment) -> None:

@@ -7,7 +7,7 @@ import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 import msgspec
@@ -32,6 +32,9 @@ from ..transcripts.types import (
 from ..transcripts.vocabulary import Vocabulary
 from .models import LoadProgress, ModelManager, broadcast_load_progress
 
+MAX_FILE_ID_CHARS = 4096
+"""A ``file_id`` (or the path standing in for one) is echoed in every notification: at most PATH_MAX."""
+
 
 class TranscribeFileParams(TranscribeOptions, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """``transcribe.file``: a path on this machine plus the shared transcription options."""
@@ -42,7 +45,7 @@ class TranscribeFileParams(TranscribeOptions, kw_only=True, frozen=True, forbid_
     response_format: ResponseFormat = "verbose_json"
     timestamp_granularities: list[Granularity] = msgspec.field(default_factory=lambda: ["segment"])
     """Add ``"word"`` for word timestamps (same as ``word_timestamps: true``)."""
-    file_id: str | None = None
+    file_id: Annotated[str, msgspec.Meta(max_length=MAX_FILE_ID_CHARS)] | None = None
     """Echoed in ``transcription.progress`` so a host can tell files apart (default: the path)."""
     segment_notifications: bool = False
     """Also send each segment as a ``transcription.segment`` notification as soon as it is decoded (show a
