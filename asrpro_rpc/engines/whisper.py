@@ -228,8 +228,10 @@ def _transcribe_kwargs(options: TranscribeOptions) -> dict[str, Any]:
         "word_timestamps": options.word_timestamps,
         "condition_on_previous_text": options.condition_on_previous_text,
         "max_new_tokens": options.max_new_tokens,
-        "hotwords": VocabularyRules.of(options.vocabulary).hotwords(),
     }
+    hotwords = VocabularyRules.of(options.vocabulary).hotwords()
+    if hotwords is not None:
+        kwargs["hotwords"] = hotwords
     if options.temperature is not None:
         kwargs["temperature"] = options.temperature
     if options.vad is not None:

@@ -16,7 +16,7 @@ import msgspec
 
 from asrpro_rpc.streaming.agreement import LocalAgreement
 from asrpro_rpc.streaming.buffer import AudioWindow
-from asrpro_rpc.streaming.vad import SAMPLE_RATE_HZ, GateTuning, SpeechGate
+from asrpro_rpc.streaming.vad import SAMPLE_RATE_HZ, WINDOW_SAMPLES, GateTuning, SpeechGate
 from asrpro_rpc.transcripts.types import Segment, Word
 
 if TYPE_CHECKING:
@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 SpeechProbabilities = Callable[["np.ndarray"], "np.ndarray"]
 EndReason = Literal["silence", "max_length", "stop"]
 _SENTENCE_END = (".", "?", "!", "。", "？", "！")
+_VAD_LOOKBACK_SAMPLES = 2 * WINDOW_SAMPLES
+"""Audio the VAD may not have judged yet (its partial window) plus the window that can start speech: an
+utterance's start (that window's start less ``speech_pad_s``) must still be held, however the audio was
+chunked, or it begins up to 32 ms late and its first word is at the mercy of the decoder."""
 
 
 class StreamTuning(msgspec.Struct, frozen=True, kw_only=True):
@@ -99,7 +103,8 @@ class StreamProcessor:
                 if event.kind == "end":
                     self._end(utterance, min(event.sample + self._pad, self._audio.end), "silence")
         if self.current is None:
-            self._audio.drop_before(self._audio.end - self._pad)
+            # keep the pad before any window the VAD hasn't judged yet, so a start is never clipped
+            self._audio.drop_before(self._audio.end - self._pad - _VAD_LOOKBACK_SAMPLES)
             return
         self._audio.drop_before(self.current.start)
         if self._audio.end - self.current.start > self.tuning.hard_limit_s * SAMPLE_RATE_HZ:
