@@ -3,8 +3,9 @@
 ``schema/openrpc.json`` is this document checked in; ``asrpro schema --write`` regenerates it and a test
 fails when they differ. The text must not depend on library versions (msgspec 0.18 keeps docstrings'
 indentation, newer releases clean it; key order and JSON formatting are msgspec's), so the document is
-normalised here: descriptions cleaned with ``inspect.cleandoc``, union alternatives sorted, and the text
-rendered by the standard library's ``json`` with sorted keys.
+normalised here: descriptions cleaned with ``inspect.cleandoc``, union alternatives sorted, ``propertyNames``
+(object-key constraints, which msgspec 0.18 leaves out) dropped, and the text rendered by the standard
+library's ``json`` with sorted keys.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ def _normalised(node: Any) -> Any:
     if isinstance(node, dict):
         cleaned = {}
         for key, value in node.items():
+            if key == "propertyNames":  # msgspec 0.18 omits object-key constraints (still enforced)
+                continue
             if key == "description" and isinstance(value, str):
                 cleaned[key] = inspect.cleandoc(value)
             elif key == "anyOf":
