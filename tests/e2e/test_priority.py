@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.models import TINY_FAST as FAST
-from tests.support.sidecar import Sidecar
+from tests.support.sidecar import Sidecar, wait_until_transcribing
 
 
 @pytest.fixture
@@ -33,17 +33,6 @@ def _answers_in_order(sidecar: Sidecar, ids: set[object], timeout_s: float = 300
     return answers
 
 
-def _wait_until_transcribing(sidecar: Sidecar, request_id: object, timeout_s: float = 120.0) -> None:
-    """Wait for the request's first ``transcribing`` progress (it must still be mid-way)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        message = sidecar.next_message(max(0.0, deadline - time.monotonic()))
-        assert message.get("id") != request_id, f"answered before it was seen transcribing: {message}"
-        params = message.get("params") or {}
-        if message.get("method") == "transcription.progress" and params.get("stage") == "transcribing":
-            return
-
-
 @pytest.mark.parametrize("priority", [None, "interactive", "background"])
 def test_dictation_is_answered_before_a_long_file(
     tiny: Sidecar, long_audio_factory, speech_wav: Path, priority: str | None
@@ -52,7 +41,7 @@ def test_dictation_is_answered_before_a_long_file(
     long_file = long_audio_factory(10.0)
     long_params = {"path": str(long_file), "model": "tiny", "response_format": "json", **FAST}
     long_id = tiny.request("transcribe.file", long_params)
-    _wait_until_transcribing(tiny, long_id)
+    wait_until_transcribing(tiny, long_id)
     dictation = {"path": str(speech_wav), "model": "tiny", "response_format": "json", **FAST}
     if priority is not None:
         dictation["priority"] = priority

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import psutil
 import pytest
 
 from tests.support.models import TINY_FAST as FAST
-from tests.support.sidecar import Sidecar, sidecar_env
+from tests.support.sidecar import Sidecar, sidecar_env, wait_until_transcribing
 from tests.support.wer import wer
 
 
@@ -238,18 +237,6 @@ def test_concurrent_transcriptions_and_ping_stay_responsive(tiny: Sidecar, speec
         assert "result" in tiny.response(request_id, timeout_s=120)
 
 
-def _wait_until_transcribing(sidecar: Sidecar, request_id: object, timeout_s: float = 120.0) -> None:
-    """Wait (deadline: fail) for the request's first ``transcribing`` progress; fail if it is answered
-    first (the file must still be mid-way)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        message = sidecar.next_message(max(0.0, deadline - time.monotonic()))
-        assert message.get("id") != request_id, f"answered before it was seen transcribing: {message}"
-        params = message.get("params") or {}
-        if message.get("method") == "transcription.progress" and params.get("stage") == "transcribing":
-            return
-
-
 def test_cancel_mid_file(tiny: Sidecar, long_audio_factory) -> None:
     """The design (README): a cancel lands between segments, so the engine stops the file there and
     stays loaded; only a cancel it can't honour within 3 s ends the engine process."""
@@ -257,7 +244,7 @@ def test_cancel_mid_file(tiny: Sidecar, long_audio_factory) -> None:
     tiny.call("models.load", {"model": "tiny"})
     pid = _engine_pid(tiny)
     request_id = tiny.request("transcribe.file", {"path": str(long_file), "model": "tiny", **FAST})
-    _wait_until_transcribing(tiny, request_id)
+    wait_until_transcribing(tiny, request_id)
     tiny.notify("$/cancelRequest", {"id": request_id})
     reply = tiny.response(request_id, timeout_s=60)
     assert reply["error"]["code"] == -32800 and "reload" not in reply["error"]["message"], reply
@@ -281,7 +268,7 @@ def test_engine_crash_costs_one_request(tiny: Sidecar, long_audio_factory, speec
     tiny.call("models.load", {"model": "tiny"})
     pid = _engine_pid(tiny)
     request_id = tiny.request("transcribe.file", {"path": str(long_file), "model": "tiny", **FAST})
-    _wait_until_transcribing(tiny, request_id)
+    wait_until_transcribing(tiny, request_id)
     os.kill(pid, signal.SIGKILL)
     reply = tiny.response(request_id, timeout_s=30)
     assert reply["error"]["data"]["kind"] == "engine_crashed", reply

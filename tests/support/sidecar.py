@@ -9,6 +9,7 @@ import queue
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -202,3 +203,15 @@ def start_sidecar(tmp_path: Path) -> Iterator[Callable[..., Sidecar]]:
     yield start
     for sidecar in started:
         sidecar.kill()
+
+
+def wait_until_transcribing(sidecar: Sidecar, request_id: object, timeout_s: float = 120.0) -> None:
+    """Wait (deadline: fail) for the request's first ``transcribing`` progress; fail if it is answered
+    first (the file must still be mid-way)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        message = sidecar.next_message(max(0.0, deadline - time.monotonic()))
+        assert message.get("id") != request_id, f"answered before it was seen transcribing: {message}"
+        params = message.get("params") or {}
+        if message.get("method") == "transcription.progress" and params.get("stage") == "transcribing":
+            return
