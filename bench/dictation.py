@@ -4,9 +4,9 @@ Usage: python bench/dictation.py [--model whisper-base] [--rounds 5] [--backgrou
 A 6 s two-sentence espeak-ng clip is pushed through ``stream.*`` at real-time pace in 50 ms chunks; the
 time from ``stream.stop`` sent to its answer (the final text) is measured per round, beside
 ``transcribe.file`` of the same clip, in one run. Then the same while a long file (speech and pauses) is
-transcribed in the background. Prints p50/p95 of each, the ratios (goals: stop → final p95 ≤ 0.25× the
-file; behind a long file ≤ 1.5× idle), the final text's WER beside the file's, and the CPU share while
-streaming.
+transcribed in the background. Both stream policies (``dictation``, ``agreement``) run, interleaved
+round by round. Prints p50/p95 of each, the ratios (goals: stop → final p95 ≤ 0.25× the file; behind a
+long file ≤ 1.5× idle), each policy's final WER beside the file's, and the CPU share while streaming.
 """
 
 from __future__ import annotations
@@ -50,11 +50,12 @@ def write_wav(path: Path, samples: np.ndarray) -> Path:
     return path
 
 
-def dictate(sidecar: Sidecar, model: str, clip: np.ndarray) -> tuple[float, str, float]:
+def dictate(sidecar: Sidecar, model: str, clip: np.ndarray, policy: str) -> tuple[float, str, float]:
     """One dictation at real-time pace: (stop → final seconds, final text, CPU seconds of the tree)."""
     tree = [psutil.Process(sidecar.process.pid), *psutil.Process(sidecar.process.pid).children(True)]
     cpu_before = sum(sum(p.cpu_times()[:2]) for p in tree)
-    stream_id = sidecar.call("stream.start", {"model": model, "language": "en"})["stream_id"]
+    params = {"model": model, "language": "en", "policy": policy}
+    stream_id = sidecar.call("stream.start", params)["stream_id"]
     pcm, chunk = clip.tobytes(), int(CHUNK_S * SAMPLE_RATE_HZ)
     started = time.perf_counter()
     for index, offset in enumerate(range(0, len(clip), chunk)):
@@ -81,6 +82,9 @@ def p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=20)[-1] if len(values) > 1 else values[0]
 
 
+POLICIES = ("dictation", "agreement")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -101,53 +105,52 @@ def main() -> None:
         sidecar.call("initialize")
         sidecar.call("models.load", {"model": args.model})
         transcribe_file(sidecar, args.model, clip_path)  # warm-up
-        dictate(sidecar, args.model, clip)
-        idle_stop, file_s, texts, file_texts, cpu = [], [], [], [], []
-        for _ in range(args.rounds):
-            stop_s, text, cpu_s = dictate(sidecar, args.model, clip)
-            idle_stop.append(stop_s)
-            texts.append(text)
-            cpu.append(cpu_s)
-            seconds, file_text = transcribe_file(sidecar, args.model, clip_path)
-            file_s.append(seconds)
-            file_texts.append(file_text)
+        dictate(sidecar, args.model, clip, POLICIES[0])
+        runs: dict[str, list[tuple[float, str, float]]] = {policy: [] for policy in POLICIES}
+        files: list[tuple[float, str]] = []
+        for _ in range(args.rounds):  # interleaved, so that load on the machine hits every column alike
+            for policy in POLICIES:
+                runs[policy].append(dictate(sidecar, args.model, clip, policy))
+            files.append(transcribe_file(sidecar, args.model, clip_path))
         background_id = sidecar.send(
             "transcribe.file", {"path": str(long_path), "model": args.model, "language": "en"}
         )
-        busy_stop = []
-        for _ in range(args.rounds):
-            busy_stop.append(dictate(sidecar, args.model, clip)[0])
+        busy_stop = [dictate(sidecar, args.model, clip, POLICIES[0])[0] for _ in range(args.rounds)]
         background_done = sidecar.drain(until_id=background_id, timeout_s=0.01) is not None
         sidecar.process.kill()
-    report(args, len(clip) / SAMPLE_RATE_HZ, idle_stop, file_s, busy_stop, background_done)
-    stream_wer = statistics.mean(wer(CLIP_TEXT, text) for text in texts)
-    file_wer = statistics.mean(wer(CLIP_TEXT, text) for text in file_texts)
-    print(f"WER: stream final {stream_wer:.3f}, transcribe.file {file_wer:.3f}")
-    per_audio_s = statistics.mean(cpu) / (len(clip) / SAMPLE_RATE_HZ)
-    cores = psutil.cpu_count() or 1
-    print(
-        f"CPU while streaming: {per_audio_s:.2f} CPU-s per audio s"
-        f" ({100 * per_audio_s / cores:.0f}% of {cores} cores)"
-    )
+    report(args, len(clip) / SAMPLE_RATE_HZ, runs, files, busy_stop, background_done)
 
 
 def report(
     args: argparse.Namespace,
     clip_s: float,
-    idle_stop: list[float],
-    file_s: list[float],
+    runs: dict[str, list[tuple[float, str, float]]],
+    files: list[tuple[float, str]],
     busy_stop: list[float],
     background_done: bool,
 ) -> None:
     median = statistics.median
+    file_s = [seconds for seconds, _ in files]
+    file_wer = statistics.mean(wer(CLIP_TEXT, text) for _, text in files)
+    cores = psutil.cpu_count() or 1
     print(f"model {args.model}, a {clip_s:.1f} s clip, {args.rounds} rounds")
-    print(f"stop -> final          p50 {median(idle_stop):.2f} s  p95 {p95(idle_stop):.2f} s")
-    print(f"transcribe.file        p50 {median(file_s):.2f} s  p95 {p95(file_s):.2f} s")
-    print(f"stop -> final / file   p95 {p95(idle_stop) / p95(file_s):.2f}x (goal <= 0.25x)")
+    print(
+        f"transcribe.file            p50 {median(file_s):.2f} s  p95 {p95(file_s):.2f} s  WER {file_wer:.3f}"
+    )
+    for policy, rounds in runs.items():
+        stop_s = [seconds for seconds, _, _ in rounds]
+        stream_wer = statistics.mean(wer(CLIP_TEXT, text) for _, text, _ in rounds)
+        cpu = statistics.mean(cpu_s for _, _, cpu_s in rounds) / clip_s
+        print(
+            f"{policy:<10} stop -> final p50 {median(stop_s):.2f} s  p95 {p95(stop_s):.2f} s"
+            f"  = {p95(stop_s) / p95(file_s):.2f}x the file (goal <= 0.25x)  WER {stream_wer:.3f}"
+            f"  CPU {cpu:.2f} CPU-s per audio s ({100 * cpu / cores:.0f}% of {cores} cores)"
+        )
+    idle = [seconds for seconds, _, _ in runs[POLICIES[0]]]
     minutes = f"{args.background_minutes:g}"
     print(
-        f"behind a {minutes}-minute file: stop -> final p50 {median(busy_stop):.2f} s"
-        f"  p95 {p95(busy_stop):.2f} s, {p95(busy_stop) / p95(idle_stop):.2f}x idle (goal <= 1.5x)"
+        f"{POLICIES[0]} behind a {minutes}-minute file: stop -> final p50 {median(busy_stop):.2f} s"
+        f"  p95 {p95(busy_stop):.2f} s, {p95(busy_stop) / p95(idle):.2f}x idle (goal <= 1.5x)"
     )
     if background_done:
         print("  (the background file finished before the last round: raise --background-minutes)")

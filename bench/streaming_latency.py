@@ -109,6 +109,7 @@ def main() -> None:
     parser.add_argument("--chunk-ms", type=int, default=50)
     parser.add_argument("--interval-s", type=float, default=0.5)
     parser.add_argument("--beam-size", type=int, default=1)
+    parser.add_argument("--policy", default="dictation", choices=("dictation", "agreement"))
     parser.add_argument("--log-level", default="warning", help="sidecar log (debug: each decode)")
     args = parser.parse_args()
     audio = speech()
@@ -122,6 +123,7 @@ def main() -> None:
         "language": "en",
         "interval_s": args.interval_s,
         "beam_size": args.beam_size,
+        "policy": args.policy,
     }
     stream_id = sidecar.call("stream.start", params)["stream_id"]
     tree = [psutil.Process(sidecar.process.pid), *psutil.Process(sidecar.process.pid).children(True)]
@@ -149,7 +151,7 @@ def main() -> None:
     partials = sum(1 for _, n in sidecar.notifications if n["method"] == "stream.partial")
     print(
         f"model {args.model}, {audio_s:.1f} s of audio in {args.chunk_ms} ms chunks, "
-        f"interval {args.interval_s} s"
+        f"interval {args.interval_s} s, policy {args.policy}"
     )
     print(f"text: {summary['text']}")
     print(f"words {len(delays)}, partials {partials}, finals {len(summary['segments'])}")

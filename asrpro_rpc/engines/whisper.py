@@ -15,6 +15,7 @@ import msgspec
 
 from asrpro_rpc import errors
 from asrpro_rpc.engines.base import LoadInfo, LoadProgress, LoadSpec, SegmentSink, load_done
+from asrpro_rpc.engines.whisper_window import short_window_model_class
 from asrpro_rpc.system.process import default_cpu_threads
 from asrpro_rpc.transcripts.types import Segment, TranscribeOptions, Transcript, Word
 from asrpro_rpc.transcripts.vocabulary import VocabularyRules
@@ -48,7 +49,7 @@ class WhisperEngine:
         progress(0.0, "importing faster-whisper")
         try:
             import ctranslate2
-            from faster_whisper import BatchedInferencePipeline, WhisperModel
+            from faster_whisper import BatchedInferencePipeline
         except ImportError as exc:
             raise errors.EngineUnavailable(
                 f"faster-whisper is not installed ({exc}); install it: pip install 'asrpro-rpc[whisper]'",
@@ -65,7 +66,7 @@ class WhisperEngine:
         progress(0.2, "loading weights")
 
         def build(device: str, compute_type: str) -> WhisperModel:
-            return WhisperModel(
+            return short_window_model_class()(
                 spec.model_path,
                 device=device,
                 device_index=spec.device_index,

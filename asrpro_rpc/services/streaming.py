@@ -59,6 +59,10 @@ class StreamStartParams(TranscribeOptions, kw_only=True, frozen=True, forbid_unk
     max_buffer_s: Annotated[float, msgspec.Meta(ge=3.0, le=25.0)] = 15.0
     """Longer utterances are finalized at their last stable sentence end, keeping decodes short."""
     vad_threshold: Annotated[float, msgspec.Meta(gt=0.0, lt=1.0)] = 0.5
+    policy: Literal["dictation", "agreement"] = "dictation"
+    """``dictation``: local agreement, plus a decode as soon as the speaker pauses whose words are stable at
+    once and which is the final one if nothing is said after it (text at once on stop); ``agreement``:
+    LocalAgreement-2 alone, a final decode per utterance."""
     beam_size: Annotated[int, msgspec.Meta(ge=1, le=20)] = 1
     temperature: Temperatures = 0.0
     condition_on_previous_text: bool = False
@@ -70,7 +74,9 @@ class StreamStartParams(TranscribeOptions, kw_only=True, frozen=True, forbid_unk
 
     def tuning(self) -> StreamTuning:
         gate = GateTuning(threshold=self.vad_threshold, silence_s=self.silence_s)
-        return StreamTuning(interval_s=self.interval_s, max_buffer_s=self.max_buffer_s, gate=gate)
+        return StreamTuning(
+            interval_s=self.interval_s, max_buffer_s=self.max_buffer_s, gate=gate, policy=self.policy
+        )
 
 
 class StreamStartResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -370,8 +376,12 @@ class StreamingService:
 
     async def _finish(self, stream: LiveStream, resident: Any, ended: list[Utterance]) -> None:
         for utterance in ended:
-            assert utterance.audio is not None and stream.processor is not None
-            words = await self._decode(stream, resident, utterance.audio, utterance.start / SAMPLE_RATE_HZ)
+            assert stream.processor is not None
+            words = utterance.final_words
+            if words is None:
+                assert utterance.audio is not None
+                start_s = utterance.start / SAMPLE_RATE_HZ
+                words = await self._decode(stream, resident, utterance.audio, start_s)
             segment = stream.processor.finalize(utterance, words)
             self._announce(stream, [segment] if segment else [], utterance.reason)
 

@@ -48,8 +48,9 @@ class LocalAgreement:
         self._commit(committed)
         return committed
 
-    def finish(self, hypothesis: list[Word]) -> list[Word]:
-        """The audio ended: every word of the final hypothesis beyond the stable ones becomes stable."""
+    def commit(self, hypothesis: list[Word]) -> list[Word]:
+        """Every word of ``hypothesis`` beyond the stable ones becomes stable now (a decode known to be
+        final for what it heard: the audio ended, or the speaker paused and it heard all the speech)."""
         committed = self._beyond_stable(hypothesis)
         self._previous = []
         self._commit(committed)

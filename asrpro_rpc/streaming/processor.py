@@ -3,6 +3,18 @@ utterance is re-decoded as it grows and its words pass through local agreement; 
 silence gets a final decode. Decoding itself is the caller's job (``partial_audio`` / ``apply_partial``,
 ``take_ended`` / ``finalize``), so this class is driven the same way by the service and by unit tests.
 
+Two policies (``StreamTuning.policy``):
+
+- ``agreement``: LocalAgreement-2 alone; every utterance gets its own final decode when it ends.
+- ``dictation`` (the default): the same, plus endpointing. As soon as the speaker has paused for
+  ``speech_pad_s``, the utterance is decoded at once (not at the next interval). That decode hears all of
+  the speech and its trailing pad; while nothing more is said it is not repeated (re-decoding silence only
+  costs CPU and invites hallucinations), and when the utterance ends with no speech after it (the user let
+  go of the key, or the pause grew into silence) it *is* the final decode: the text is ready when the user
+  stops, because the work was done while they paused. Its words are committed then, never earlier: a
+  decode at a mid-sentence pause hears a fragment ("Please vote." for "Please open the door"), so only
+  local agreement commits while the utterance is open.
+
 Memory stays flat: only the open utterance's audio (plus a short pre-roll) is held, and an utterance
 longer than ``max_buffer_s`` is trimmed at its last stable word, whose words are finalized then.
 """
@@ -41,6 +53,8 @@ class StreamTuning(msgspec.Struct, frozen=True, kw_only=True):
     hard_limit_s: float = 28.0
     """An open utterance with nothing stable is force-ended here (Whisper sees at most 30 s)."""
     gate: GateTuning = GateTuning()
+    policy: Literal["dictation", "agreement"] = "dictation"
+    """``dictation``: local agreement plus endpoint decodes at pauses; ``agreement``: local agreement only."""
 
 
 class Partial(msgspec.Struct, frozen=True):
@@ -65,6 +79,12 @@ class Utterance:
         self.stable: list[Word] = []
         """Stable words not finalized yet."""
         self.decoded_to = start
+        self.speech_end = start
+        """Where its speech was last heard (the gate's last speech window)."""
+        self.covered: list[Word] | None = None
+        """Words of a decode that heard all the speech and its pad (dictation); None once speech goes on."""
+        self.final_words: list[Word] | None = None
+        """Set when it ends with ``covered`` still valid: the final decode is already done."""
 
 
 class StreamProcessor:
@@ -101,6 +121,7 @@ class StreamProcessor:
             elif self.current is not None:
                 utterance, self.current = self.current, None
                 if event.kind == "end":
+                    utterance.speech_end = event.sample
                     self._end(utterance, min(event.sample + self._pad, self._audio.end), "silence")
         if self.current is None:
             # keep the pad before any window the VAD hasn't judged yet, so a start is never clipped
@@ -115,23 +136,43 @@ class StreamProcessor:
         """The stream stops: the open utterance ends where the audio does."""
         if self.current is not None:
             utterance, self.current = self.current, None
+            utterance.speech_end = self._gate.speech_end
             self._end(utterance, self._audio.end, "stop")
 
     def _end(self, utterance: Utterance, end: int, reason: EndReason) -> None:
         utterance.end, utterance.reason = end, reason
-        utterance.audio = self._audio.view(utterance.start, end)
+        if utterance.covered is not None and self._covers(utterance.decoded_to, utterance, ended=True):
+            utterance.final_words = utterance.covered
+        else:
+            utterance.audio = self._audio.view(utterance.start, end)
         self._ended.append(utterance)
+
+    def _covers(self, decoded_to: int, utterance: Utterance, *, ended: bool = False) -> bool:
+        """Whether a decode of the audio up to ``decoded_to`` heard all of ``utterance``'s speech and pad
+        (of an ``ended`` one: its speech and what there is of the pad)."""
+        needed = utterance.speech_end + self._pad
+        return decoded_to >= (min(needed, self._audio.end) if ended else needed)
 
     # --- decoding ------------------------------------------------------------------------------------
     def take_ended(self) -> list[Utterance]:
-        """Utterances that ended and want their final decode (``utterance.audio`` from ``start``)."""
+        """Utterances that ended: each wants its final decode (``utterance.audio`` from ``start``), unless
+        ``final_words`` holds the words of one already done."""
         ended, self._ended = self._ended, []
         return ended
 
     def partial_due(self) -> bool:
+        """Whether the open utterance wants a re-decode: ``interval_s`` of new audio, or (dictation) the
+        speaker has just paused for ``speech_pad_s`` and no decode has heard that yet."""
         current = self.current
-        interval = self.tuning.interval_s * SAMPLE_RATE_HZ
-        return current is not None and self._audio.end - current.decoded_to >= interval
+        if current is None:
+            return False
+        interval_due = self._audio.end - current.decoded_to >= self.tuning.interval_s * SAMPLE_RATE_HZ
+        if self.tuning.policy != "dictation":
+            return interval_due
+        current.speech_end = self._gate.speech_end
+        if current.covered is not None and self._covers(current.decoded_to, current):
+            return False  # nothing said since a decode that heard it all
+        return interval_due or self._audio.end >= current.speech_end + self._pad
 
     def partial_audio(self) -> tuple[np.ndarray, float]:
         """The open utterance's audio and its start in stream seconds (call when ``partial_due``)."""
@@ -140,10 +181,16 @@ class StreamProcessor:
         return self._audio.view(self.current.start, self._audio.end), self.current.start / SAMPLE_RATE_HZ
 
     def apply_partial(self, utterance: Utterance, words: list[Word], audio_end_s: float) -> Partial | None:
-        """Pass a re-decode (stream-time words) through local agreement; None if the utterance has ended."""
+        """Pass a re-decode (stream-time words) through local agreement; None if the utterance has ended.
+
+        Dictation: a decode that heard all of the speech so far and its pad is kept as the final one.
+        """
         if utterance is not self.current:
             return None
         utterance.stable += utterance.agreement.insert(words)
+        utterance.speech_end = self._gate.speech_end
+        covers = self._covers(round(audio_end_s * SAMPLE_RATE_HZ), utterance)
+        utterance.covered = words if self.tuning.policy == "dictation" and covers else None
         self._trim(utterance)
         return Partial(
             segment_id=self._next_segment_id,
@@ -155,7 +202,7 @@ class StreamProcessor:
 
     def finalize(self, utterance: Utterance, words: list[Word]) -> Segment | None:
         """The final decode of an ended utterance → its segment (None when nothing was said)."""
-        utterance.stable += utterance.agreement.finish(words)
+        utterance.stable += utterance.agreement.commit(words)
         words, utterance.stable = utterance.stable, []
         return self._segment(words)
 

@@ -96,6 +96,11 @@ class SpeechGate:
         self._speech_windows = 0
         self._quiet_windows = 0
 
+    @property
+    def speech_end(self) -> int:
+        """Stream sample where the speech last heard ended (the end of its last speech window)."""
+        return self._speech_end
+
     def update(self, probabilities: np.ndarray | list[float]) -> list[GateEvent]:
         events: list[GateEvent] = []
         for probability in probabilities:

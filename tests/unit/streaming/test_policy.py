@@ -44,7 +44,7 @@ def test_a_restated_stable_tail_is_not_committed_twice() -> None:
     # timestamps drift: "on" now starts after the stable end, yet it re-states the tail
     hypothesis = words(("on", 1.55, 1.7), ("the", 1.7, 1.8), ("lights", 1.8, 2.2))
     assert agreement.insert(hypothesis) == []
-    assert [w.word for w in agreement.finish(hypothesis)] == [" the", " lights"]
+    assert [w.word for w in agreement.commit(hypothesis)] == [" the", " lights"]
     assert agreement.unstable == []
 
 
@@ -119,12 +119,22 @@ def test_utterances_follow_the_silences(paragraph: tuple[np.ndarray, list[tuple[
     assert processor.held_s < 0.5  # only the pre-roll stays between utterances
 
 
+class _AlwaysSpeech:
+    """A VAD that hears speech in every whole window (leftover samples wait for the next chunk)."""
+
+    def __init__(self) -> None:
+        self._rest = 0
+
+    def __call__(self, audio: np.ndarray) -> np.ndarray:
+        count, self._rest = divmod(self._rest + len(audio), 512)
+        return np.ones(count, dtype=np.float32)
+
+
 def test_partials_stabilise_and_long_speech_is_trimmed_at_sentence_ends() -> None:
     """Continuous 'speech' (a tone) with a scripted hypothesis: the buffer stays under max_buffer_s."""
     tone = (0.3 * np.sin(2 * np.pi * 220 * np.arange(60 * RATE) / RATE)).astype(np.float32)
-    always_speech = lambda audio: np.ones(len(audio) // 512, dtype=np.float32)  # noqa: E731
     tuning = StreamTuning(interval_s=0.5, max_buffer_s=6.0)
-    processor = StreamProcessor(always_speech, tuning)
+    processor = StreamProcessor(_AlwaysSpeech(), tuning)
     stable_seen: dict[int, str] = {}
     for chunk in _chunks(tone, 1):
         processor.feed(chunk)
@@ -151,3 +161,65 @@ def test_partials_stabilise_and_long_speech_is_trimmed_at_sentence_ends() -> Non
     assert [s.id for s in trimmed] == list(range(len(trimmed)))
     texts = " ".join(s.text for s in trimmed).split()
     assert texts == [f"w{i}{'.' if i % 4 == 3 else ''}" for i in range(len(texts))]
+
+
+def _drive(processor: StreamProcessor, audio: np.ndarray, seed: int) -> list[tuple[str, bool]]:
+    """Feed ``audio``, decoding whenever asked with a hypothesis of one word per 0.3 s of audio heard;
+    returns (what triggered it, whether it heard all the speech) per decode, and leaves the rest ended."""
+    decodes = []
+    for chunk in _chunks(audio, seed):
+        processor.feed(chunk)
+        if not processor.partial_due():
+            continue
+        utterance = processor.current
+        assert utterance is not None
+        interval_due = processor.received_s - utterance.decoded_to / RATE >= processor.tuning.interval_s
+        audio_heard, offset_s = processor.partial_audio()
+        end_s = offset_s + len(audio_heard) / RATE
+        speech_end_s = utterance.speech_end / RATE
+        hypothesis = [
+            Word(f" w{i}", t, t + 0.25) for i, t in enumerate(np.arange(offset_s, speech_end_s, 0.3))
+        ]
+        partial = processor.apply_partial(utterance, hypothesis, end_s)
+        assert partial is not None
+        decodes.append(("interval" if interval_due else "pause", utterance.covered is not None))
+    return decodes
+
+
+@pytest.mark.parametrize("policy", ["dictation", "agreement"])
+def test_a_pause_is_decoded_at_once_and_that_decode_is_the_final(
+    paragraph: tuple[np.ndarray, list[tuple[float, float]]], policy: str
+) -> None:
+    """Dictation: when the speaker pauses, the utterance is decoded at once (before the next interval),
+    silence after it is not re-decoded, and the utterance ends with no decode left to do."""
+    audio, spans = paragraph
+    processor = StreamProcessor(SileroVad(), StreamTuning(interval_s=2.0, policy=policy))  # type: ignore[arg-type]
+    decodes = _drive(processor, audio, 2)
+    ended = processor.take_ended()
+    assert len(ended) == len(spans)
+    if policy == "agreement":
+        assert all(trigger == "interval" for trigger, _ in decodes)
+        assert all(u.final_words is None and u.audio is not None for u in ended)
+        return
+    pauses = [heard_all for trigger, heard_all in decodes if trigger == "pause"]
+    assert len(pauses) >= len(spans) and all(pauses)
+    for utterance in ended:
+        assert utterance.audio is None and utterance.final_words
+        assert processor.finalize(utterance, utterance.final_words) is not None
+
+
+def test_speech_after_the_pause_decode_still_gets_a_final_decode(
+    paragraph: tuple[np.ndarray, list[tuple[float, float]]],
+) -> None:
+    """The user stops while speaking again after a pause: the pause decode did not hear it all."""
+    audio, spans = paragraph
+    first_end = int(spans[0][1] * RATE)
+    processor = StreamProcessor(SileroVad(), StreamTuning(interval_s=2.0))
+    decodes = _drive(processor, audio[: first_end + int(0.4 * RATE)], 3)
+    assert decodes[-1] == ("pause", True)
+    # the second sentence's first second, no decode: the stream stops there
+    for chunk in _chunks(audio[int((spans[1][0]) * RATE) : int((spans[1][0] + 1.0) * RATE)], 4):
+        processor.feed(chunk)
+    processor.flush()
+    ended = processor.take_ended()
+    assert ended[-1].reason == "stop" and ended[-1].final_words is None and ended[-1].audio is not None
