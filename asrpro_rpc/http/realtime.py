@@ -64,7 +64,12 @@ class Config(msgspec.Struct, frozen=True, kw_only=True):
 
     def stream_params(self) -> StreamStartParams:
         """Validated ``stream.start`` params (raises ``msgspec.ValidationError``)."""
-        params: dict[str, Any] = {"model": self.model, "language": self.language, "prompt": self.prompt}
+        params: dict[str, Any] = {
+            "model": self.model,
+            "language": self.language,
+            "prompt": self.prompt,
+            "encoding": "f32",  # what the resampler gives
+        }
         if self.turn_detection is not None:
             params["vad_threshold"] = self.turn_detection.threshold
             params["silence_s"] = self.turn_detection.silence_duration_ms / 1000
