@@ -49,6 +49,9 @@ router = APIRouter()
 RATES_HZ = (16000, 24000)
 DECODE_RATE_HZ = 16000
 MIN_COMMIT_MS = 100
+BUSY_POLL_S = 0.1
+BUSY_WAIT_S = 60.0
+"""How long an append waits for its stream to catch up before the ``busy`` error is sent."""
 _CLIENT_EVENTS = msgspec.json.Decoder(wire.AnyClientEvent)
 _ENVELOPE = msgspec.json.Decoder(wire.Envelope)
 
@@ -283,9 +286,9 @@ class RealtimeSession:
         if buffer is None:
             return
         if buffer.rate_hz != self.config.rate_hz:  # a session update changed the rate mid-buffer
-            self._push(buffer, buffer.resampler(None) if buffer.resampler else None)
+            await self._push(buffer, buffer.resampler(None) if buffer.resampler else None)
             buffer.rate_hz, buffer.resampler = self.config.rate_hz, _resampler(self.config.rate_hz)
-        self._push(buffer, buffer.resampler(samples) if buffer.resampler else samples)
+        await self._push(buffer, buffer.resampler(samples) if buffer.resampler else samples)
 
     async def _open(self) -> Buffer | None:
         if self.start_failed:
@@ -305,16 +308,33 @@ class RealtimeSession:
         self.buffer = self.live[buffer.stream_id] = buffer
         return buffer
 
-    def _push(self, buffer: Buffer, samples: Any) -> None:
+    async def _push(self, buffer: Buffer, samples: Any) -> None:
+        """Push to the buffer's stream; while it is too far behind (``busy``), wait, not reading the socket:
+        a client sending faster than real time is slowed down instead of losing audio."""
         if samples is None or not len(samples):
             return
-        audio = samples.astype("<f4").tobytes()
-        try:
-            self.services.streaming.push(StreamPushParams(buffer.stream_id, audio))
-        except errors.NotFound:  # the stream failed (its notification said why): the next append starts anew
-            self.buffer = None
-            self.live.pop(buffer.stream_id, None)
-            raise
+        params = StreamPushParams(buffer.stream_id, samples.astype("<f4").tobytes())
+        waited_s = 0.0
+        while True:
+            try:
+                self.services.streaming.push(params)
+                break
+            except errors.Busy:
+                if waited_s >= BUSY_WAIT_S:
+                    raise
+                if not waited_s:
+                    log.info(
+                        "realtime audio waits for its stream to catch up",
+                        extra={"stream_id": buffer.stream_id},
+                    )
+                await anyio.sleep(BUSY_POLL_S)
+                waited_s += BUSY_POLL_S
+            except (
+                errors.NotFound
+            ):  # the stream failed (its notification said why): the next append starts anew
+                self.buffer = None
+                self.live.pop(buffer.stream_id, None)
+                raise
         buffer.samples += len(samples)
         self.audio_samples += len(samples)
 
@@ -328,7 +348,7 @@ class RealtimeSession:
                 code="input_audio_buffer_commit_empty",
             )
         if buffer.resampler is not None:
-            self._push(buffer, buffer.resampler(None))
+            await self._push(buffer, buffer.resampler(None))
         self.buffer = None
         item_id = None
         if not buffer.vad:
@@ -496,6 +516,18 @@ def _detail(exc: errors.AsrproError, event_id: str | None) -> wire.ErrorDetail:
     )
 
 
+def _known(services: App, websocket: WebSocket) -> str | None:
+    """The URL's ``model`` if this server has it (SDKs put a conversation model there), else None."""
+    model = websocket.query_params.get("model")
+    if model is None:
+        return None
+    try:
+        services.models.resolve(model)
+    except errors.ModelNotFound:
+        return None
+    return model
+
+
 @router.websocket("/v1/realtime")
 async def realtime(websocket: WebSocket) -> None:
     state: ShimState = websocket.app.state.shim
@@ -513,6 +545,6 @@ async def realtime(websocket: WebSocket) -> None:
         await websocket.close(code=1008)
         return
     beta = "realtime=v1" in websocket.headers.get("openai-beta", "")
-    session = RealtimeSession(websocket, state.services, beta=beta, model=websocket.query_params.get("model"))
+    session = RealtimeSession(websocket, state.services, beta=beta, model=_known(state.services, websocket))
     with contextlib.suppress(WebSocketDisconnect, OSError):
         await session.run()

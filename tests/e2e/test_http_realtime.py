@@ -4,6 +4,7 @@ client at 16 kHz for manual commits, ``clear``, bad events and the token."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import random
@@ -23,7 +24,7 @@ from websockets.sync.client import connect as ws_connect
 
 from tests.e2e.test_http import AUTH, TOKEN, Shim, shim
 from tests.support.audio import SPEECH_TEXT
-from tests.support.streaming import of, pcm16, push_paced, results, silence, wait_for
+from tests.support.streaming import of, pcm16, results, silence, wait_for
 from tests.support.streaming import push as stream_push
 from tests.support.wer import wer
 
@@ -78,12 +79,12 @@ def send(websocket: ClientConnection, **event: Any) -> None:
 
 
 def stream_stop_text(shim: Shim, sentences: list[bytes]) -> str:
-    """What ``stream.*`` gives for the same speech over stdio: each sentence and its pause, then stop."""
+    """What ``stream.*`` gives for the same speech over stdio, pushed as the realtime test sends it: each
+    sentence and its pause at once, then its final awaited; then stop."""
     sidecar, rng = shim.sidecar, random.Random(3)
     stream_id = sidecar.call("stream.start", {"model": MODEL, "language": "en"}, timeout_s=60)["stream_id"]
     for index, pcm in enumerate(sentences):
-        push_paced(sidecar, stream_id, pcm, rng)
-        results(sidecar, stream_push(sidecar, stream_id, silence(GAP_S), rng))
+        results(sidecar, stream_push(sidecar, stream_id, pcm + silence(GAP_S), rng))
         wait_for(sidecar, "stream.final", stream_id, index + 1)
     assert len(of(sidecar, "stream.final", stream_id)) == len(sentences)
     return str(sidecar.call("stream.stop", {"stream_id": stream_id}, timeout_s=60)["text"])
@@ -163,6 +164,50 @@ def test_openai_sdk_realtime_transcription_is_as_accurate_as_stream_stop(
     )
 
 
+@pytest.mark.real_weights
+def test_beta_async_sdk_manual_commit_at_24_khz(
+    shim: Shim, whisper_tiny_en_dir: Path, speech_wav: Path, tmp_path: Path
+) -> None:
+    """The beta client (``OpenAI-Beta: realtime=v1``, ``transcription_session.*``), async, by hand."""
+    pcm = at_24k(speech_wav, tmp_path)
+
+    async def run() -> list[Any]:
+        client = openai.AsyncOpenAI(
+            api_key=TOKEN,
+            base_url=f"{shim.url}/v1",
+            websocket_base_url=f"{shim.url.replace('http', 'ws')}/v1",
+        )
+        async with client.beta.realtime.connect(
+            model=MODEL, extra_query={"intent": "transcription"}
+        ) as connection:
+            events = [await asyncio.wait_for(connection.recv(), 60)]
+            await connection.transcription_session.update(
+                session={
+                    "input_audio_transcription": {"model": MODEL, "language": "en"},
+                    "turn_detection": None,
+                }
+            )
+            events.append(await asyncio.wait_for(connection.recv(), 60))
+            for audio in chunks(pcm, 24000):
+                await connection.input_audio_buffer.append(audio=audio)
+            await connection.input_audio_buffer.commit()
+            while events[-1].type != "conversation.item.input_audio_transcription.completed":
+                events.append(await asyncio.wait_for(connection.recv(), 120))
+            return events
+
+    events = asyncio.run(run())
+    assert [e.type for e in events[:2]] == ["transcription_session.created", "transcription_session.updated"]
+    assert events[1].session.turn_detection is None
+    assert events[1].session.input_audio_transcription.model == MODEL
+    assert [e.type for e in events[2:]] == [
+        "input_audio_buffer.committed",
+        "conversation.item.created",
+        "conversation.item.input_audio_transcription.delta",
+        "conversation.item.input_audio_transcription.completed",
+    ]
+    assert wer(SPEECH_TEXT, events[-1].transcript) <= 0.5, events[-1]
+
+
 # --- a raw WebSocket -------------------------------------------------------------------------------------
 @pytest.mark.real_weights
 def test_manual_commit_clear_and_bad_events_keep_the_socket_open(
@@ -235,6 +280,28 @@ def test_manual_commit_clear_and_bad_events_keep_the_socket_open(
     assert shim.sidecar.call("models.status")["active_transcriptions"] == 0
 
 
+@pytest.mark.real_weights
+def test_audio_sent_faster_than_real_time_is_waited_for_not_lost(
+    shim: Shim, whisper_tiny_en_dir: Path, speech_paragraph_wav: Path, speech_paragraph_text: str
+) -> None:
+    """Twice the paragraph (over 30 s, the streams' backlog limit) appended at once, then committed."""
+    pcm = pcm16(speech_paragraph_wav) * 2
+    assert len(pcm) / 32000 > 30
+    with raw_session(shim) as websocket:
+        turn_off = {"format": {"type": "audio/pcm", "rate": 16000}, "turn_detection": None}
+        transcription = {"transcription": {"model": MODEL, "language": "en"}}
+        send(websocket, type="session.update", session={"audio": {"input": {**turn_off, **transcription}}})
+        assert receive(websocket)["type"] == "session.updated"
+        for audio in chunks(pcm, 16000, chunk_s=0.5):
+            send(websocket, type="input_audio_buffer.append", audio=audio)
+        send(websocket, type="input_audio_buffer.commit")
+        events = until(websocket, "conversation.item.input_audio_transcription.completed")
+    assert [e["type"] for e in events if e["type"] == "error"] == [], events
+    assert wer(f"{speech_paragraph_text} {speech_paragraph_text}", events[-1]["transcript"]) <= 0.3, events[
+        -1
+    ]
+
+
 def test_the_token_is_required_and_only_transcription_sessions_are_served(shim: Shim) -> None:
     for query in ("?intent=transcription", "?intent=transcription&token=wrong"):
         with pytest.raises(InvalidStatus) as caught:
@@ -242,6 +309,14 @@ def test_the_token_is_required_and_only_transcription_sessions_are_served(shim: 
         assert caught.value.response.status_code == 401
     with ws_connect(realtime_url(shim, f"?intent=transcription&token={TOKEN}")) as websocket:
         assert receive(websocket)["type"] == "session.created"
+    with pytest.raises(InvalidStatus) as caught:
+        ws_connect(realtime_url(shim), additional_headers=AUTH, origin="http://evil.example")  # type: ignore[arg-type]
+    assert caught.value.response.status_code == 403
+    query = "?intent=transcription&model=gpt-realtime"  # a conversation model in the URL: the selected one
+    with ws_connect(realtime_url(shim, query), additional_headers=AUTH) as websocket:
+        created = receive(websocket)
+        model = created["session"]["audio"]["input"]["transcription"]["model"]
+        assert model == shim.get("/health").json()["selected_model"], created
     with ws_connect(realtime_url(shim, "?model=gpt-realtime"), additional_headers=AUTH) as websocket:
         error = receive(websocket)
         assert error["type"] == "error" and error["error"]["code"] == "unsupported_intent", error
