@@ -149,7 +149,8 @@ class RealtimeSession:
         """16 kHz samples of the whole session (OpenAI's audio_start_ms/audio_end_ms count from 0)."""
         self.last_item_id: str | None = None
         self.start_failed = False
-        """The last stream start failed: appends are dropped quietly until a session update."""
+        """The last stream start failed (the model is not downloaded, it failed to load): appends are
+        dropped quietly until a session update, instead of loading again and failing at each one."""
         self._loop = asyncio.get_running_loop()
         self._outbox: asyncio.Queue[Any] = asyncio.Queue()
         self._jobs_in, self._jobs = anyio.create_memory_object_stream[tuple[Buffer, str | None]](1000)
@@ -296,8 +297,8 @@ class RealtimeSession:
         config = self.config
         try:
             started = await self.services.streaming.start(config.stream_params())
-        except errors.AsrproError:
-            self.start_failed = True
+        except errors.AsrproError as exc:
+            self.start_failed = not isinstance(exc, errors.Busy)  # too many streams: the next append retries
             raise
         buffer = Buffer(
             started.stream_id,
