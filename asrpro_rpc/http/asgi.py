@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from .. import __version__
-from . import events, routes_audio, routes_models
+from . import events, realtime, routes_audio, routes_models
 from .errors import install_handlers
 from .guard import Guard
 from .schemas import components
@@ -33,6 +33,7 @@ def create_app(state: ShimState) -> FastAPI:
     app.include_router(routes_audio.router)
     app.include_router(routes_models.router)
     app.include_router(events.router)
+    app.include_router(realtime.router)
     install_handlers(app)
     app.add_middleware(Guard, state=state)
     if state.options.cors_origins:

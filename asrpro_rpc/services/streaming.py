@@ -59,10 +59,12 @@ class StreamStartParams(TranscribeOptions, kw_only=True, frozen=True, forbid_unk
     max_buffer_s: Annotated[float, msgspec.Meta(ge=3.0, le=25.0)] = 15.0
     """Longer utterances are finalized at their last stable sentence end, keeping decodes short."""
     vad_threshold: Annotated[float, msgspec.Meta(gt=0.0, lt=1.0)] = 0.5
+    speech_pad_s: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.2
+    """Audio kept before speech starts and after it ends (the realtime shim's ``prefix_padding_ms``)."""
     policy: Literal["dictation", "agreement"] = "dictation"
-    """``dictation``: local agreement, plus a decode as soon as the speaker pauses whose words are stable at
-    once and which is the final one if nothing is said after it (text at once on stop); ``agreement``:
-    LocalAgreement-2 alone, a final decode per utterance."""
+    """``dictation``: local agreement, plus a decode as soon as the speaker pauses that is kept as the final
+    one if nothing is said after it (the text is there at once on stop); ``agreement``: LocalAgreement-2
+    alone, a final decode per utterance."""
     beam_size: Annotated[int, msgspec.Meta(ge=1, le=20)] = 1
     temperature: Temperatures = 0.0
     condition_on_previous_text: bool = False
@@ -75,7 +77,11 @@ class StreamStartParams(TranscribeOptions, kw_only=True, frozen=True, forbid_unk
     def tuning(self) -> StreamTuning:
         gate = GateTuning(threshold=self.vad_threshold, silence_s=self.silence_s)
         return StreamTuning(
-            interval_s=self.interval_s, max_buffer_s=self.max_buffer_s, gate=gate, policy=self.policy
+            interval_s=self.interval_s,
+            speech_pad_s=self.speech_pad_s,
+            max_buffer_s=self.max_buffer_s,
+            gate=gate,
+            policy=self.policy,
         )
 
 
