@@ -136,7 +136,7 @@ class VocabularySettings(msgspec.Struct, frozen=True, kw_only=True):
     ``vocabulary`` overrides it field by field)."""
 
     words: VocabularyWords = msgspec.field(default_factory=list)
-    """Names and jargon to spell as written (Whisper decodes with them as hints)."""
+    """Names and jargon to spell as written (Whisper decodes with them as hints, NeMo boosts them)."""
     replacements: Replacements = msgspec.field(default_factory=dict)
     """Spoken → written (``{"gee pee tee four": "GPT-4"}``): case-insensitive, whole words, every engine."""
     remove_fillers: bool = False

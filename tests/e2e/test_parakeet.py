@@ -4,6 +4,7 @@ Parakeet TDT model built offline. Its words are random: the tests assert structu
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -18,6 +19,8 @@ from tests.support.sidecar import Sidecar, repo_root, sidecar_env
 NEMO_ID = "tiny-parakeet"
 ONNX_ID = "tiny-parakeet-onnx"
 WHISPER_ID = "tiny-whisper"
+BOOSTED = ["parakeet", "speech"]
+"""Words the tiny model's tokenizer was trained on (a word made of unknown pieces would boost ``⁇``)."""
 
 
 def _start(tmp: Path, models: dict[str, Path], extra_env: dict[str, str] | None = None) -> Sidecar:
@@ -156,6 +159,28 @@ def test_nemo_reports_confidence_that_min_confidence_uses(pk: Sidecar, speech_pa
     assert len(kept["segments"]) == len(result["segments"])
     strict = _transcribe(pk, speech_paragraph_wav, min_confidence=max(logprobs) + 1e-6)
     assert strict["segments"] == [] and strict["text"] == ""
+
+
+def _boosting_logs(sidecar: Sidecar) -> list[dict]:
+    lines = (line for line in sidecar.stderr_text().splitlines() if "phrase boost" in line)
+    return [record for record in map(json.loads, lines) if record.get("model_id") == NEMO_ID]
+
+
+def test_vocabulary_words_boost_nemo_decoding(pk: Sidecar, speech_paragraph_wav: Path) -> None:
+    """NeMo's phrase boosting gets the words, is rebuilt only when they change, and is taken out of the
+    decoder again without them. A random model can't show better spelling, but this one's (deterministic)
+    transcript of the paragraph gains a boosted word it never says unboosted."""
+    plain = _transcribe(pk, speech_paragraph_wav)
+    before = len(_boosting_logs(pk))
+    boosted = _transcribe(pk, speech_paragraph_wav, vocabulary={"words": BOOSTED})
+    _assert_well_formed(boosted)
+    assert _transcribe(pk, speech_paragraph_wav, vocabulary={"words": BOOSTED}) == boosted
+    applied = _boosting_logs(pk)[before:]
+    assert [(r["msg"], r["phrases"], r["alpha"]) for r in applied] == [("phrase boosting set", 2, 1.0)]
+    plain_words, boosted_words = plain["text"].split(), boosted["text"].split()
+    assert "parakeet" not in plain_words and "parakeet" in boosted_words  # the tree reached the decoder
+    assert _transcribe(pk, speech_paragraph_wav) == plain
+    assert [(r["phrases"], r["alpha"]) for r in _boosting_logs(pk)[before + 1 :]] == [(0, 0.0)]
 
 
 def test_whisper_parakeet_switch_returns_memory(
