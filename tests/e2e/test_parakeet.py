@@ -258,3 +258,38 @@ def test_export_onnx_command_with_int8(
         text=True,
     )
     assert missing.returncode == 1 and "doesn't exist" in missing.stderr
+
+
+def test_a_decoder_that_cannot_boost_transcribes_unboosted(
+    tiny_parakeet_nemo: Path, speech_wav: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """In-process (the decoder is switched under the engine): NeMo's plain ``greedy`` TDT decoder takes no
+    boosting tree, so the words are left out with a warning and the transcription still runs."""
+    from omegaconf import open_dict
+
+    from asrpro_rpc.audio.decode import decode_audio
+    from asrpro_rpc.engines.base import LoadSpec
+    from asrpro_rpc.engines.chunking import Audio
+    from asrpro_rpc.engines.parakeet.nemo import NemoEngine
+    from asrpro_rpc.transcripts.types import TranscribeOptions
+    from asrpro_rpc.transcripts.vocabulary import Vocabulary
+
+    engine = NemoEngine()
+    engine.load(
+        LoadSpec(model_id=NEMO_ID, model_path=str(tiny_parakeet_nemo), device="cpu"), lambda f, m: None
+    )
+    model = engine._model
+    decoding = model.cfg.decoding
+    with open_dict(decoding):  # NeMo's plain greedy TDT decoder can't keep confidence either: off
+        decoding.strategy = "greedy"
+        decoding.confidence_cfg = {"preserve_word_confidence": False, "preserve_token_confidence": False}
+    model.change_decoding_strategy(decoding, verbose=False)
+    audio = decode_audio(str(speech_wav))
+    options = TranscribeOptions(vocabulary=Vocabulary(words=BOOSTED))
+    try:
+        result = engine.transcribe(Audio.from_array(audio), options, lambda f: None, lambda: False)
+    finally:
+        engine.unload()
+    assert result.text
+    [warning] = [r for r in caplog.records if "can't boost phrases" in r.getMessage()]
+    assert "does not support" in warning.error  # type: ignore[attr-defined]

@@ -200,12 +200,13 @@ class NemoEngine:
         from omegaconf import open_dict
 
         decoding = copy.deepcopy(self._model.cfg.decoding)
-        with open_dict(decoding):
-            decoding.greedy.boosting_tree = (
-                {"key_phrases_list": list(phrases), **BOOSTING_TREE} if phrases else None
-            )
-            decoding.greedy.boosting_tree_alpha = BOOSTING_ALPHA if phrases else 0.0
+        alpha = BOOSTING_ALPHA if phrases else 0.0
         try:
+            with open_dict(decoding):
+                decoding.greedy.boosting_tree = (
+                    {"key_phrases_list": list(phrases), **BOOSTING_TREE} if phrases else None
+                )
+                decoding.greedy.boosting_tree_alpha = alpha
             self._model.change_decoding_strategy(decoding, verbose=False)
         except Exception as exc:  # noqa: BLE001 - a decoder without fusion support: transcribe unboosted
             log.warning(
@@ -217,11 +218,7 @@ class NemoEngine:
         self._boosted = phrases
         log.info(
             "phrase boosting set",
-            extra={
-                "model_id": self._model_id,
-                "phrases": len(phrases),
-                "alpha": decoding.greedy.boosting_tree_alpha,
-            },
+            extra={"model_id": self._model_id, "phrases": len(phrases), "alpha": alpha},
         )
 
     def _move(self, device: str, compute_type: str, torch: Any) -> tuple[str, str, list[str]]:
