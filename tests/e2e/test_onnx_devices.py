@@ -57,6 +57,12 @@ def _start(tmp: Path, model: Path, env: dict[str, str], device: str) -> Sidecar:
     return sidecar
 
 
+def _placement(sidecar: Sidecar) -> tuple[str, str, str]:
+    """``models.status``'s requested device, device and provider."""
+    status = sidecar.call("models.status")
+    return status["requested_device"], status["device"], status["provider"]
+
+
 def _fallbacks(sidecar: Sidecar) -> list[str]:
     return [
         n["params"]["message"] for n in sidecar.notifications if n["params"].get("kind") == "device_fallback"
@@ -133,12 +139,7 @@ def test_per_load_device_falls_back_to_cpu_saying_why(
             assert (info["device"], info["requested_device"]) == ("cpu", device)
             [warning] = _fallbacks(sidecar)
             assert provider in warning and "CPU instead" in warning, warning
-            status = sidecar.call("models.status")
-            assert (status["requested_device"], status["device"], status["provider"]) == (
-                device,
-                "cpu",
-                "CPUExecutionProvider",
-            )
+            assert _placement(sidecar) == (device, "cpu", "CPUExecutionProvider")
         sidecar.notifications.clear()  # no device: the resident model stays where it is, unreloaded
         pid = sidecar.call("models.status")["pid"]
         sidecar.call("models.load", {"model": ONNX_ID}, timeout_s=180)
@@ -162,12 +163,7 @@ def test_per_load_device_runs_on_vulkan_over_the_setting(
         info = sidecar.call("models.load", {"model": ONNX_ID, "device": "webgpu"}, timeout_s=300)
         assert (info["device"], info["provider"]) == ("webgpu", WEBGPU)
         assert _fallbacks(sidecar) == []
-        status = sidecar.call("models.status")
-        assert (status["requested_device"], status["device"], status["provider"]) == (
-            "webgpu",
-            "webgpu",
-            WEBGPU,
-        )
+        assert _placement(sidecar) == ("webgpu", "webgpu", WEBGPU)
         params = {"path": str(speech_wav), "model": ONNX_ID}
         assert sidecar.call("transcribe.file", params, timeout_s=300)["text"]
     finally:
