@@ -24,6 +24,8 @@ SCHEMA_VERSION = 1
 """Version of the file layout written by this code; ``migrate`` upgrades anything older."""
 
 Category = Literal["device", "server", "ui", "audio", "model", "hotkey", "vocabulary"]
+DeviceName = Literal["auto", "cpu", "cuda", "mps", "rocm", "directml", "coreml", "webgpu", "openvino", "mlx"]
+"""Where a model runs: ``device.preferred``, or ``models.load``'s per-load ``device``."""
 ComputeType = Literal[
     "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16", "float32"
 ]
@@ -32,9 +34,7 @@ ComputeType = Literal[
 class DeviceSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Where inference runs."""
 
-    preferred: Literal[
-        "auto", "cpu", "cuda", "mps", "rocm", "directml", "coreml", "webgpu", "openvino", "mlx"
-    ] = "auto"
+    preferred: DeviceName = "auto"
     """``auto`` picks CUDA, then Apple MPS, then CPU. The ONNX route also takes ONNX Runtime's providers
     (rocm, directml, coreml and the plugin EPs webgpu, openvino, mlx); other engines run those on the CPU."""
     cuda_index: Annotated[int, msgspec.Meta(ge=0, le=63)] = 0
@@ -136,7 +136,7 @@ class VocabularySettings(msgspec.Struct, frozen=True, kw_only=True):
     ``vocabulary`` overrides it field by field)."""
 
     words: VocabularyWords = msgspec.field(default_factory=list)
-    """Names and jargon to spell as written (Whisper decodes with them as hints)."""
+    """Names and jargon to spell as written (Whisper decodes with them as hints, NeMo boosts them)."""
     replacements: Replacements = msgspec.field(default_factory=dict)
     """Spoken → written (``{"gee pee tee four": "GPT-4"}``): case-insensitive, whole words, every engine."""
     remove_fillers: bool = False

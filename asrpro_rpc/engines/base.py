@@ -49,6 +49,8 @@ class LoadInfo(msgspec.Struct, frozen=True, kw_only=True):
     device: str
     compute_type: str
     load_time_s: float
+    provider: str | None = None
+    """The ONNX Runtime execution provider it runs on (ONNX routes only), e.g. ``WebGpuExecutionProvider``."""
     warnings: list[str] = []
 
 
@@ -76,7 +78,13 @@ class Engine(Protocol):
 
 
 def load_done(
-    spec: LoadSpec, started_s: float, *, device: str, compute_type: str, warnings: list[str]
+    spec: LoadSpec,
+    started_s: float,
+    *,
+    device: str,
+    compute_type: str,
+    warnings: list[str],
+    provider: str | None = None,
 ) -> LoadInfo:
     """The end of every engine's ``load``: log the warnings, say what was chosen and how long it took
     (``started_s`` from ``time.perf_counter``)."""
@@ -86,5 +94,6 @@ def load_done(
         device=device,
         compute_type=compute_type,
         load_time_s=time.perf_counter() - started_s,
+        provider=provider,
         warnings=warnings,
     )

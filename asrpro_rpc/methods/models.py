@@ -6,6 +6,7 @@ import anyio
 import msgspec
 
 from ..catalog.packs import PACKS
+from ..config.settings import DeviceName
 from ..events import ModelProgress
 from ..services.models import EngineStatus, ModelInfo
 from .base import RequestContext, rpc_method
@@ -16,6 +17,14 @@ _MODEL_ERRORS = ("model_not_found", "model_not_downloaded", "model_load_failed",
 class ModelRef(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     model: str | None = None
     """Model id; omitted or ``whisper-1`` means the selected model."""
+
+
+class LoadParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    model: str | None = None
+    """Model id; omitted or ``whisper-1`` means the selected model."""
+    device: DeviceName | None = None
+    """Run it here for this load instead of on ``device.preferred``; what is unavailable falls back to the
+    CPU with a ``device_fallback`` notification saying why."""
 
 
 class SelectParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -63,14 +72,15 @@ async def get_model(ctx: RequestContext, params: ModelRef) -> ModelInfo:
 
 @rpc_method(
     "models.load",
-    summary="Load a model (switching from the resident one); reports model.progress.",
+    summary="Load a model (switching from the resident one), optionally on a device of its own; reports "
+    "model.progress.",
     errors=(*_MODEL_ERRORS, "disk_full"),
 )
-async def load_model(ctx: RequestContext, params: ModelRef) -> ModelInfo:
+async def load_model(ctx: RequestContext, params: LoadParams) -> ModelInfo:
     spec = ctx.app.models.resolve(params.model)
     report = ctx.progress("model.progress", ModelProgress, model_id=spec.id)
     return await ctx.app.models.load(
-        spec.id, lambda fraction, message, **extra: report(fraction, message=message, **extra)
+        spec.id, lambda fraction, message, **extra: report(fraction, message=message, **extra), params.device
     )
 
 

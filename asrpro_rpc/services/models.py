@@ -84,6 +84,11 @@ class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
     selected: bool
     """The default model (what ``whisper-1`` and an omitted ``model`` mean)."""
     device: str | None = None
+    """Where it runs now (``None``: not loaded)."""
+    requested_device: str | None = None
+    """What its load asked for: ``models.load``'s ``device``, else the ``device.preferred`` setting."""
+    provider: str | None = None
+    """The ONNX Runtime execution provider it runs on (ONNX routes only)."""
     compute_type: str | None = None
 
 
@@ -91,6 +96,10 @@ class EngineStatus(msgspec.Struct, frozen=True, kw_only=True):
     state: Literal["unloaded", "loading", "loaded"]
     model_id: str | None = None
     device: str | None = None
+    """Where the model runs; it differs from ``requested_device`` after a ``device_fallback``."""
+    requested_device: str | None = None
+    provider: str | None = None
+    """The ONNX Runtime execution provider it runs on (ONNX routes only)."""
     compute_type: str | None = None
     pid: int | None = None
     active_transcriptions: int = 0
@@ -103,10 +112,11 @@ class EngineStatus(msgspec.Struct, frozen=True, kw_only=True):
 class _Resident:
     """The loaded model and the process it lives in."""
 
-    def __init__(self, spec: ModelSpec, host: EngineHost, info: LoadInfo) -> None:
+    def __init__(self, spec: ModelSpec, host: EngineHost, info: LoadInfo, requested_device: str) -> None:
         self.spec = spec
         self.host = host
         self.info = info
+        self.requested_device = requested_device
 
 
 async def run_blocking(
@@ -184,6 +194,8 @@ class ModelManager:
             ready=resident is not None and resident.host.alive,
             selected=spec.id == self.selected_id,
             device=resident.info.device if resident else None,
+            requested_device=resident.requested_device if resident else None,
+            provider=resident.info.provider if resident else None,
             compute_type=resident.info.compute_type if resident else None,
         )
 
@@ -200,6 +212,8 @@ class ModelManager:
             state="loaded",
             model_id=resident.spec.id,
             device=resident.info.device,
+            requested_device=resident.requested_device,
+            provider=resident.info.provider,
             compute_type=resident.info.compute_type,
             pid=resident.host.pid,
             active_transcriptions=self._users,
@@ -218,11 +232,17 @@ class ModelManager:
         self._limiter.total_tokens = max(1, options.max_concurrency)
         self._interactive_limiter.total_tokens = max(1, options.max_concurrency)
 
-    async def load(self, model_id: str | None, progress: LoadProgress | None = None) -> ModelInfo:
-        """Make ``model_id`` resident (switching if another model is), and return its info."""
+    async def load(
+        self, model_id: str | None, progress: LoadProgress | None = None, device: str | None = None
+    ) -> ModelInfo:
+        """Make ``model_id`` resident (switching if another model is), and return its info.
+
+        ``device`` overrides the ``device.preferred`` setting for this load; the model is reloaded when it is
+        resident after a load that asked for another device. It holds until the model is unloaded.
+        """
         spec = self.resolve(model_id)
         async with self._load_lock:
-            await self._ensure_resident(spec, progress)
+            await self._ensure_resident(spec, progress, device)
         self._last_used_s = self._clock()
         return self.info(spec)
 
@@ -337,10 +357,20 @@ class ModelManager:
             while self._users:
                 await self._drained.wait()
 
-    async def _ensure_resident(self, spec: ModelSpec, progress: LoadProgress | None) -> None:
-        """Called with the load lock held; a load started here ends ``progress`` with a final stage."""
+    async def _ensure_resident(
+        self, spec: ModelSpec, progress: LoadProgress | None, device: str | None = None
+    ) -> None:
+        """Called with the load lock held; a load started here ends ``progress`` with a final stage.
+
+        ``device`` None keeps the resident model wherever it runs, and loads on ``device.preferred``.
+        """
         resident = self._resident
-        if resident is not None and resident.spec.id == spec.id and resident.host.alive:
+        if (
+            resident is not None
+            and resident.spec.id == spec.id
+            and resident.host.alive
+            and device in (None, resident.requested_device)
+        ):
             return
         report = progress or (lambda fraction, message, **extra: None)
 
@@ -349,20 +379,22 @@ class ModelManager:
             report(1.0 if stage == "done" else 0.0, message, stage=stage, error=kind)
 
         with final_frame(end):
-            await self._load(spec, resident, report)
+            await self._load(spec, resident, report, device or self.options.device)
 
-    async def _load(self, spec: ModelSpec, resident: _Resident | None, report: LoadProgress) -> None:
+    async def _load(
+        self, spec: ModelSpec, resident: _Resident | None, report: LoadProgress, device: str
+    ) -> None:
         model_path = await self._model_path(spec, report)  # a download keeps the resident model meanwhile
         if resident is not None:
             await self._wait_until_unused()
             await self._unload("switch" if resident.host.alive else "engine ended")
         if self.before_load is not None:
-            await anyio.to_thread.run_sync(self.before_load, spec, self.options.device)
+            await anyio.to_thread.run_sync(self.before_load, spec, device)
         load_spec = LoadSpec(
             model_id=spec.id,
             model_path=str(model_path),
             engine=spec.engine,
-            device=self.options.device,
+            device=device,
             device_index=self.options.device_index,
             compute_type=self.options.compute_type,
             cpu_threads=self.options.cpu_threads,
@@ -382,12 +414,14 @@ class ModelManager:
             raise
         finally:
             self._loading_id = None
-        self._resident = _Resident(spec, host, info)
+        self._resident = _Resident(spec, host, info, device)
         log.info(
             "model loaded",
             extra={
                 "model_id": spec.id,
                 "device": info.device,
+                "requested_device": device,
+                "provider": info.provider,
                 "compute_type": info.compute_type,
                 "load_s": round(time.monotonic() - started_s, 3),
                 "engine_pid": host.pid,

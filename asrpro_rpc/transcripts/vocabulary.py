@@ -1,10 +1,11 @@
 """The user's vocabulary: words to favour while decoding, and text rules applied to what was decoded.
 
-``words`` (names, jargon) are handed to the engine where it can use them (faster-whisper's ``hotwords``);
-the text rules work on every engine: ``replacements`` (spoken → written, case-insensitive, whole words,
-tolerant of the commas and hyphens an engine puts between spelled-out words), optional removal of filler
-words ("um", "uh") and optional spoken punctuation ("comma", "new line"). Settings give the defaults
-(``vocabulary.*``); a request's ``vocabulary`` overrides them field by field.
+``words`` (names, jargon) are handed to the engine where it can use them (faster-whisper's ``hotwords``,
+NeMo's phrase boosting); the text rules work on every engine: ``replacements`` (spoken → written,
+case-insensitive, whole words, tolerant of the commas and hyphens an engine puts between spelled-out
+words), optional removal of filler words ("um", "uh") and optional spoken punctuation ("comma",
+"new line"). Settings give the defaults (``vocabulary.*``); a request's ``vocabulary`` overrides them field
+by field.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ class Vocabulary(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     """Per-request vocabulary; a field left out (null) keeps the ``vocabulary.*`` setting."""
 
     words: VocabularyWords | None = None
-    """Names and jargon to spell as given (Whisper: decoding hints; other engines: ignored)."""
+    """Names and jargon to spell as given (Whisper: decoding hints; NeMo Parakeet: boosted phrases; the ONNX
+    route: ignored)."""
     replacements: Replacements | None = None
     """Spoken → written, e.g. ``{"gee pee tee four": "GPT-4"}``; case-insensitive, whole words."""
     remove_fillers: bool | None = None

@@ -1,5 +1,6 @@
 """ONNX Runtime execution providers through the real sidecar: ``system.devices`` lists them with their
-devices, ``device.preferred`` chooses one for the ONNX route, and a provider that can't run falls back to the
+devices, ``device.preferred`` or ``models.load``'s ``device`` chooses one for the ONNX route,
+``models.status`` says what was asked for and what runs, and a provider that can't run falls back to the
 CPU with a ``device_fallback`` notification. Vulkan is real here: the WebGPU plugin EP (Dawn on Vulkan) on
 Mesa's software driver llvmpipe, which skips where the plugin or a Vulkan driver Dawn accepts is missing.
 """
@@ -54,6 +55,12 @@ def _start(tmp: Path, model: Path, env: dict[str, str], device: str) -> Sidecar:
     sidecar.call("models.register", {"id": ONNX_ID, "path": str(model)})
     sidecar.call("config.set", {"values": {"device": {"preferred": device}}})
     return sidecar
+
+
+def _placement(sidecar: Sidecar) -> tuple[str, str, str]:
+    """``models.status``'s requested device, device and provider."""
+    status = sidecar.call("models.status")
+    return status["requested_device"], status["device"], status["provider"]
 
 
 def _fallbacks(sidecar: Sidecar) -> list[str]:
@@ -114,5 +121,50 @@ def test_transcribes_on_vulkan_through_webgpu(
         result = sidecar.call("transcribe.file", params, timeout_s=300)
         assert result["text"] and result["words"]
         assert all(0 <= w["start"] <= w["end"] <= result["duration"] for w in result["words"])
+    finally:
+        sidecar.kill()
+
+
+def test_per_load_device_falls_back_to_cpu_saying_why(
+    tiny_parakeet_onnx: Path, tmp_path: Path, speech_wav: Path
+) -> None:
+    sidecar = _start(tmp_path, tiny_parakeet_onnx, {}, "cpu")
+    try:
+        providers = sidecar.call("system.devices")["onnx_providers"]
+        for device, provider in (("coreml", "CoreMLExecutionProvider"), ("cuda", "CUDAExecutionProvider")):
+            if provider in providers:
+                continue  # it has one here: nothing to fall back from
+            sidecar.notifications.clear()
+            info = sidecar.call("models.load", {"model": ONNX_ID, "device": device}, timeout_s=180)
+            assert (info["device"], info["requested_device"]) == ("cpu", device)
+            [warning] = _fallbacks(sidecar)
+            assert provider in warning and "CPU instead" in warning, warning
+            assert _placement(sidecar) == (device, "cpu", "CPUExecutionProvider")
+        sidecar.notifications.clear()  # no device: the resident model stays where it is, unreloaded
+        pid = sidecar.call("models.status")["pid"]
+        sidecar.call("models.load", {"model": ONNX_ID}, timeout_s=180)
+        assert sidecar.call("models.status")["pid"] == pid and _fallbacks(sidecar) == []
+        params = {"path": str(speech_wav), "model": ONNX_ID}
+        assert sidecar.call("transcribe.file", params, timeout_s=180)["text"]
+        error = sidecar.error("models.load", {"model": ONNX_ID, "device": "tpu"})
+        assert error["code"] == -32602 and "device" in error["message"], error
+    finally:
+        sidecar.kill()
+
+
+def test_per_load_device_runs_on_vulkan_over_the_setting(
+    vulkan: None, tiny_parakeet_onnx: Path, tmp_path: Path, speech_wav: Path
+) -> None:
+    sidecar = _start(tmp_path, tiny_parakeet_onnx, SOFTWARE, "cpu")
+    try:
+        assert sidecar.call("models.load", {"model": ONNX_ID}, timeout_s=180)["provider"] == (
+            "CPUExecutionProvider"
+        )
+        info = sidecar.call("models.load", {"model": ONNX_ID, "device": "webgpu"}, timeout_s=300)
+        assert (info["device"], info["provider"]) == ("webgpu", WEBGPU)
+        assert _fallbacks(sidecar) == []
+        assert _placement(sidecar) == ("webgpu", "webgpu", WEBGPU)
+        params = {"path": str(speech_wav), "model": ONNX_ID}
+        assert sidecar.call("transcribe.file", params, timeout_s=300)["text"]
     finally:
         sidecar.kill()

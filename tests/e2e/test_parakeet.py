@@ -4,6 +4,7 @@ Parakeet TDT model built offline. Its words are random: the tests assert structu
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -18,6 +19,8 @@ from tests.support.sidecar import Sidecar, repo_root, sidecar_env
 NEMO_ID = "tiny-parakeet"
 ONNX_ID = "tiny-parakeet-onnx"
 WHISPER_ID = "tiny-whisper"
+BOOSTED = ["parakeet", "speech"]
+"""Words the tiny model's tokenizer was trained on (a word made of unknown pieces would boost ``⁇``)."""
 
 
 def _start(tmp: Path, models: dict[str, Path], extra_env: dict[str, str] | None = None) -> Sidecar:
@@ -158,6 +161,28 @@ def test_nemo_reports_confidence_that_min_confidence_uses(pk: Sidecar, speech_pa
     assert strict["segments"] == [] and strict["text"] == ""
 
 
+def _boosting_logs(sidecar: Sidecar) -> list[dict]:
+    lines = (line for line in sidecar.stderr_text().splitlines() if "phrase boost" in line)
+    return [record for record in map(json.loads, lines) if record.get("model_id") == NEMO_ID]
+
+
+def test_vocabulary_words_boost_nemo_decoding(pk: Sidecar, speech_paragraph_wav: Path) -> None:
+    """NeMo's phrase boosting gets the words, is rebuilt only when they change, and is taken out of the
+    decoder again without them. A random model can't show better spelling, but this one's (deterministic)
+    transcript of the paragraph gains a boosted word it never says unboosted."""
+    plain = _transcribe(pk, speech_paragraph_wav)
+    before = len(_boosting_logs(pk))
+    boosted = _transcribe(pk, speech_paragraph_wav, vocabulary={"words": BOOSTED})
+    _assert_well_formed(boosted)
+    assert _transcribe(pk, speech_paragraph_wav, vocabulary={"words": BOOSTED}) == boosted
+    applied = _boosting_logs(pk)[before:]
+    assert [(r["msg"], r["phrases"], r["alpha"]) for r in applied] == [("phrase boosting set", 2, 1.0)]
+    plain_words, boosted_words = plain["text"].split(), boosted["text"].split()
+    assert "parakeet" not in plain_words and "parakeet" in boosted_words  # the tree reached the decoder
+    assert _transcribe(pk, speech_paragraph_wav) == plain
+    assert [(r["phrases"], r["alpha"]) for r in _boosting_logs(pk)[before + 1 :]] == [(0, 0.0)]
+
+
 def test_whisper_parakeet_switch_returns_memory(
     tiny_parakeet_nemo: Path, tiny_whisper_dir: Path, speech_wav: Path, tmp_path: Path
 ) -> None:
@@ -233,3 +258,38 @@ def test_export_onnx_command_with_int8(
         text=True,
     )
     assert missing.returncode == 1 and "doesn't exist" in missing.stderr
+
+
+def test_a_decoder_that_cannot_boost_transcribes_unboosted(
+    tiny_parakeet_nemo: Path, speech_wav: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """In-process (the decoder is switched under the engine): NeMo's plain ``greedy`` TDT decoder takes no
+    boosting tree, so the words are left out with a warning and the transcription still runs."""
+    from omegaconf import open_dict
+
+    from asrpro_rpc.audio.decode import decode_audio
+    from asrpro_rpc.engines.base import LoadSpec
+    from asrpro_rpc.engines.chunking import Audio
+    from asrpro_rpc.engines.parakeet.nemo import NemoEngine
+    from asrpro_rpc.transcripts.types import TranscribeOptions
+    from asrpro_rpc.transcripts.vocabulary import Vocabulary
+
+    engine = NemoEngine()
+    engine.load(
+        LoadSpec(model_id=NEMO_ID, model_path=str(tiny_parakeet_nemo), device="cpu"), lambda f, m: None
+    )
+    model = engine._model
+    decoding = model.cfg.decoding
+    with open_dict(decoding):  # NeMo's plain greedy TDT decoder can't keep confidence either: off
+        decoding.strategy = "greedy"
+        decoding.confidence_cfg = {"preserve_word_confidence": False, "preserve_token_confidence": False}
+    model.change_decoding_strategy(decoding, verbose=False)
+    audio = decode_audio(str(speech_wav))
+    options = TranscribeOptions(vocabulary=Vocabulary(words=BOOSTED))
+    try:
+        result = engine.transcribe(Audio.from_array(audio), options, lambda f: None, lambda: False)
+    finally:
+        engine.unload()
+    assert result.text
+    [warning] = [r for r in caplog.records if "can't boost phrases" in r.getMessage()]
+    assert "does not support" in warning.error  # type: ignore[attr-defined]

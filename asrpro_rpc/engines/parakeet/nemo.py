@@ -3,7 +3,8 @@ Hugging Face cache) and transcribes with word and segment timestamps.
 
 ``import nemo`` takes seconds and ~800 MB, so it happens only here, inside the engine host process, when a
 Parakeet model loads; ending that process is what returns the memory. NeMo's own logger is rerouted into
-the stderr JSON log (never the protocol).
+the stderr JSON log (never the protocol). The user's vocabulary words become NeMo's phrase boosting (GPU-PB:
+a boosting tree fused into greedy-batch decoding, on any device).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from asrpro_rpc.engines.base import LoadInfo, LoadProgress, LoadSpec, SegmentSin
 from asrpro_rpc.engines.parakeet.common import SAMPLE_RATE_HZ, transcribe_parakeet, word
 from asrpro_rpc.system.process import default_cpu_threads
 from asrpro_rpc.transcripts.types import TranscribeOptions, Transcript, Word
+from asrpro_rpc.transcripts.vocabulary import VocabularyRules
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,6 +40,11 @@ LOCAL_ATTENTION_CONTEXT = [128, 128]
 
 _CUDA_COMPUTE_TYPES = ("bfloat16", "float16", "float32")
 
+BOOSTING_ALPHA = 1.0
+"""Weight of the phrase-boosting tree in shallow fusion (NeMo's ``boosting_tree_alpha``; 0 turns it off)."""
+BOOSTING_TREE = {"context_score": 1.0, "depth_scaling": 2.0, "use_triton": False}
+"""NeMo's defaults for RNN-T/TDT, without Triton (not installed with NeMo; its CUDA kernels are optional)."""
+
 
 class NemoEngine:
     """A Parakeet (or any NeMo ASR) model on torch; transcriptions take turns window by window."""
@@ -51,6 +58,8 @@ class NemoEngine:
         self._lock = threading.Lock()
         self._local_attention = False
         self._is_cancelled: Callable[[], bool] | None = None
+        self._boosted: tuple[str, ...] = ()
+        """The phrases in the decoder's boosting tree now."""
 
     def load(self, spec: LoadSpec, progress: LoadProgress) -> LoadInfo:
         started_s = time.perf_counter()
@@ -98,11 +107,12 @@ class NemoEngine:
     ) -> Transcript:
         if self._model is None:
             raise errors.InternalError("No model is loaded in this engine.")
+        phrases = VocabularyRules.of(options.vocabulary).words
         try:
             return transcribe_parakeet(
                 audio,
                 options,
-                lambda window: self._transcribe_window(window, is_cancelled),
+                lambda window: self._transcribe_window(window, is_cancelled, phrases),
                 on_progress,
                 is_cancelled,
                 languages=self._languages,
@@ -119,7 +129,10 @@ class NemoEngine:
 
     # --- internals -----------------------------------------------------------------------------------
     def _transcribe_window(
-        self, audio: np.ndarray, is_cancelled: Callable[[], bool] | None = None
+        self,
+        audio: np.ndarray,
+        is_cancelled: Callable[[], bool] | None = None,
+        phrases: tuple[str, ...] = (),
     ) -> list[Word]:
         import contextlib
 
@@ -128,6 +141,7 @@ class NemoEngine:
         with self._lock:
             self._is_cancelled = is_cancelled
             self._set_attention(len(audio) > FULL_ATTENTION_MAX_S * SAMPLE_RATE_HZ)
+            self._set_boosting(phrases)
             autocast = (
                 torch.autocast(self._device, dtype=self._autocast_dtype)
                 if self._autocast_dtype is not None
@@ -174,6 +188,38 @@ class NemoEngine:
         else:
             self._model.change_attention_model("rel_pos", [-1, -1])
         self._local_attention = local
+
+    def _set_boosting(self, phrases: tuple[str, ...]) -> None:
+        """Rebuild the decoder with a boosting tree of ``phrases`` (none: without one) when they changed
+        (called with the lock held). A decoder that can't take one (not greedy-batch RNN-T/TDT) decodes
+        unboosted, with a warning in the log."""
+        if phrases == self._boosted:
+            return
+        import copy
+
+        from omegaconf import open_dict
+
+        decoding = copy.deepcopy(self._model.cfg.decoding)
+        alpha = BOOSTING_ALPHA if phrases else 0.0
+        try:
+            with open_dict(decoding):
+                decoding.greedy.boosting_tree = (
+                    {"key_phrases_list": list(phrases), **BOOSTING_TREE} if phrases else None
+                )
+                decoding.greedy.boosting_tree_alpha = alpha
+            self._model.change_decoding_strategy(decoding, verbose=False)
+        except Exception as exc:  # noqa: BLE001 - a decoder without fusion support: transcribe unboosted
+            log.warning(
+                "NeMo can't boost phrases with this model's decoder; the vocabulary words are not used",
+                extra={"model_id": self._model_id, "strategy": decoding.get("strategy"), "error": str(exc)},
+            )
+            self._boosted = phrases  # don't retry on every window
+            return
+        self._boosted = phrases
+        log.info(
+            "phrase boosting set",
+            extra={"model_id": self._model_id, "phrases": len(phrases), "alpha": alpha},
+        )
 
     def _move(self, device: str, compute_type: str, torch: Any) -> tuple[str, str, list[str]]:
         """Move to the GPU and run one tiny window there; fall back to the CPU if that fails."""

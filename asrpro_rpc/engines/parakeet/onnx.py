@@ -113,7 +113,10 @@ class OnnxEngine:
                 model_id=spec.model_id,
             ) from exc
         self._model_id, self._languages = spec.model_id, spec.languages
-        return load_done(spec, started_s, device=device, compute_type=compute_type, warnings=warnings)
+        provider = PROVIDERS.get(device, "CPUExecutionProvider")
+        return load_done(
+            spec, started_s, device=device, compute_type=compute_type, warnings=warnings, provider=provider
+        )
 
     def transcribe(
         self,
