@@ -50,6 +50,8 @@ class LoadInfo(msgspec.Struct, frozen=True, kw_only=True):
     compute_type: str
     load_time_s: float
     warnings: list[str] = []
+    provider: str | None = None
+    """The ONNX Runtime execution provider the sessions run on (ONNX routes only)."""
 
 
 class Engine(Protocol):
@@ -76,7 +78,13 @@ class Engine(Protocol):
 
 
 def load_done(
-    spec: LoadSpec, started_s: float, *, device: str, compute_type: str, warnings: list[str]
+    spec: LoadSpec,
+    started_s: float,
+    *,
+    device: str,
+    compute_type: str,
+    warnings: list[str],
+    provider: str | None = None,
 ) -> LoadInfo:
     """The end of every engine's ``load``: log the warnings, say what was chosen and how long it took
     (``started_s`` from ``time.perf_counter``)."""
@@ -87,4 +95,5 @@ def load_done(
         compute_type=compute_type,
         load_time_s=time.perf_counter() - started_s,
         warnings=warnings,
+        provider=provider,
     )

@@ -76,6 +76,8 @@ class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
     source: str
     revision: str | None
     translate: bool
+    word_timestamps: str
+    """``aligned`` (word times from the audio) or ``estimated`` (a segment's time spread over its words)."""
     user: bool
     available: bool
     """Its files are on this machine."""
@@ -90,7 +92,11 @@ class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
 class EngineStatus(msgspec.Struct, frozen=True, kw_only=True):
     state: Literal["unloaded", "loading", "loaded"]
     model_id: str | None = None
+    engine: str | None = None
+    """The route the resident model runs on (``whisper``, ``nemo``, ``onnx``, ``whisper-onnx``)."""
     device: str | None = None
+    provider: str | None = None
+    """The ONNX Runtime execution provider (ONNX routes), e.g. ``CPUExecutionProvider``."""
     compute_type: str | None = None
     pid: int | None = None
     active_transcriptions: int = 0
@@ -179,6 +185,7 @@ class ModelManager:
             source=spec.source,
             revision=spec.revision,
             translate=spec.translate,
+            word_timestamps=spec.word_timestamps,
             user=spec.user,
             available=self.store.is_available(spec),
             ready=resident is not None and resident.host.alive,
@@ -199,7 +206,9 @@ class ModelManager:
         return EngineStatus(
             state="loaded",
             model_id=resident.spec.id,
+            engine=resident.spec.engine,
             device=resident.info.device,
+            provider=resident.info.provider,
             compute_type=resident.info.compute_type,
             pid=resident.host.pid,
             active_transcriptions=self._users,
@@ -326,8 +335,9 @@ class ModelManager:
     # --- internals -----------------------------------------------------------------------------------
     def _check_supports(self, spec: ModelSpec, options: TranscribeOptions) -> None:
         if options.task == "translate" and not spec.translate:
+            why = "it was not trained to translate" if spec.multilingual else "it is English-only"
             raise errors.InvalidParams(
-                f"Model {spec.id!r} cannot translate (it is English-only). "
+                f"Model {spec.id!r} cannot translate ({why}). "
                 "Use a multilingual model such as whisper-base or whisper-small for task=translate.",
                 model_id=spec.id,
             )
