@@ -274,9 +274,9 @@ class ModelManager:
         worker thread) receives segments as the engine finishes them."""
         retried = False  # a request the engine died under without its doing runs once more, on a fresh one
         limiter = self._interactive_limiter if options.priority == "interactive" else self._limiter
+        self._check_supports(self.resolve(model_id), options)  # before a load (or a download) for nothing
         while True:
             async with self.use(model_id, on_loading) as resident:
-                self._check_supports(resident.spec, options)
                 try:
                     return await run_blocking(
                         lambda cancel: resident.host.transcribe(

@@ -24,6 +24,7 @@ import argparse
 import json
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -407,7 +408,8 @@ def build_tiny_whisper_onnx(
         (tmp / "generation_config.json").write_text(json.dumps(_generation_config(layers, heads), indent=2))
         (tmp / "preprocessor_config.json").write_text(json.dumps(PREPROCESSOR_CONFIG, indent=2))
         shutil.copy(tmp / "preprocessor_config.json", tmp / "hf" / "preprocessor_config.json")
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
             _export_all(model, tmp, layers)
         _check(model, tmp)
         stamp_tmp = tmp / PARAMS_NAME

@@ -189,6 +189,7 @@ def split_segments(
     Text after the last timestamp ends with the window.
     """
     begin = vocabulary.timestamp_begin
+    limit_s = math.floor((offset_s + window_s) * 1000) / 1000  # no time past the window's last sample
     segments: list[Segment] = []
     start_s: float | None = None
     text: list[int] = []
@@ -197,18 +198,18 @@ def split_segments(
     def close(end_s: float) -> None:
         content = vocabulary.text(text)
         if content.strip():
-            seg_start = min(start_s or 0.0, window_s)
+            first_s = min(round(offset_s + (start_s or 0.0), 3), limit_s)
             segments.append(
                 _segment(
                     first_id + len(segments),
-                    offset_s,
-                    seg_start,
-                    max(min(end_s, window_s), seg_start),
-                    content,
-                    text,
-                    logprobs,
-                    decoded.no_speech_prob,
-                    vocabulary if word_timestamps else None,
+                    seek=round(offset_s * 100),
+                    start_s=first_s,
+                    end_s=min(max(round(offset_s + end_s, 3), first_s), limit_s),
+                    content=content,
+                    tokens=text,
+                    logprobs=logprobs,
+                    no_speech_prob=decoded.no_speech_prob,
+                    vocabulary=vocabulary if word_timestamps else None,
                 )
             )
         text.clear()
@@ -231,7 +232,8 @@ def split_segments(
 
 def _segment(
     segment_id: int,
-    offset_s: float,
+    *,
+    seek: int,
     start_s: float,
     end_s: float,
     content: str,
@@ -240,21 +242,20 @@ def _segment(
     no_speech_prob: float,
     vocabulary: Vocabulary | None,
 ) -> Segment:
+    """A segment in absolute seconds; ``vocabulary`` given: with estimated words."""
     data = content.encode("utf-8")
     return Segment(
         id=segment_id,
-        start=round(offset_s + start_s, 3),
-        end=round(offset_s + end_s, 3),
+        start=start_s,
+        end=end_s,
         text=content,
-        seek=round(offset_s * 100),
+        seek=seek,
         tokens=list(tokens),
         temperature=0.0,
         avg_logprob=sum(logprobs) / len(logprobs),
         compression_ratio=len(data) / len(zlib.compress(data)),
         no_speech_prob=no_speech_prob,
-        words=None
-        if vocabulary is None
-        else _estimated_words(tokens, logprobs, vocabulary, offset_s + start_s, offset_s + end_s),
+        words=None if vocabulary is None else _estimated_words(tokens, logprobs, vocabulary, start_s, end_s),
     )
 
 
