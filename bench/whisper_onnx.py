@@ -6,9 +6,10 @@ exported to ONNX in onnx-community's layout (``tests/support/make_tiny_whisper_o
 CTranslate2 with its ``TransformersConverter`` (float32, and int8 as the Whisper route runs on CPUs). Both
 decode greedily with timestamps, English given, ``--tokens`` new tokens at most per 30 s window (a random
 model babbles to the limit, so both decode about the same number of tokens), each in a fresh process
-sampling its RSS. Ratios are ONNX ÷ CTranslate2 from the same run.
+sampling its RSS, the routes interleaved round by round. Ratios are ONNX ÷ CTranslate2 from the same run
+(the median of the rounds' ratios).
 
-    .venv/bin/python bench/whisper_onnx.py [--size tiny] [--minutes 2] [--tokens 64] [--threads 2]
+    .venv/bin/python bench/whisper_onnx.py [--size tiny] [--minutes 2] [--tokens 64] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ options = TranscribeOptions(language="en", beam_size=1, best_of=1, temperature=0
 result = engine.transcribe(Audio.from_array(audio), options, lambda f: None, lambda: False)
 done = time.perf_counter()
 print(json.dumps({"load_s": loaded - started, "transcribe_s": done - loaded, "audio_s": len(audio) / 16000,
-                  "segments": len(result.segments)}))
+                  "tokens": sum(len(s.tokens) for s in result.segments)}))
 """
 """One engine, as the sidecar runs it: load, then transcribe the whole file."""
 
@@ -149,7 +150,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=2.0)
     parser.add_argument("--tokens", type=int, default=64, help="new tokens at most per 30 s window")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3, help="model-level runs per route (median)")
+    parser.add_argument("--repeats", type=int, default=3, help="model-level runs per route and round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds over all routes (medians)")
     args = parser.parse_args()
     from bench.parakeet import _speech_file
 
@@ -163,33 +165,45 @@ def main() -> None:
             "CTranslate2 f32": ("ct2", "whisper", ct2, "float32"),
             "CTranslate2 int8": ("ct2", "whisper", ct2, "int8"),
         }
-        rows = {}
-        for name, (route, engine, path, compute_type) in routes.items():
-            model = _run(_MODEL_CHILD, route, path, compute_type, *common, args.repeats)
-            rows[name] = model | _run(_ENGINE_CHILD, engine, path, wav, compute_type, *common)
+        rounds: list[dict[str, dict]] = []
+        for _ in range(args.rounds):  # routes interleaved, round by round: a busy moment hits all of them
+            rows = {}
+            for name, (route, engine, path, compute_type) in routes.items():
+                model = _run(_MODEL_CHILD, route, path, compute_type, *common, args.repeats)
+                rows[name] = model | _run(_ENGINE_CHILD, engine, path, wav, compute_type, *common)
+            rounds.append(rows)
     print(
         f"random Whisper with {args.size}'s dimensions, the same weights on every route; CPU, "
-        f"{args.threads} threads; {args.tokens} greedy tokens per window; {args.minutes:g} min of speech"
+        f"{args.threads} threads; {args.tokens} greedy tokens per window; {args.minutes:g} min of speech; "
+        f"medians of {args.rounds} rounds"
     )
-    header = ("route", "encode ms", "ms/token", "file load s", "file s", "file RTF", "RSS MB")
+    header = ("route", "encode ms", "ms/token", "file load s", "file s", "file RTF", "file tokens", "RSS MB")
     print(f"{header[0]:<18}" + "".join(f"{h:>12}" for h in header[1:]))
-    for name, r in rows.items():
+    for name in routes:
+        r = {key: _median([rows[name][key] for rows in rounds]) for key in rounds[0][name]}
         cells = (1000 * r["encode_s"], 1000 * r["decode_s"] / args.tokens, r["load_s"], r["transcribe_s"])
         rtf = r["transcribe_s"] / r["audio_s"]
         print(
-            f"{name:<18}" + "".join(f"{c:>12.2f}" for c in cells) + f"{rtf:>12.4f}{r['peak_rss_mb']:>12.0f}"
+            f"{name:<18}"
+            + "".join(f"{c:>12.2f}" for c in cells)
+            + f"{rtf:>12.4f}{r['tokens']:>12.0f}{r['peak_rss_mb']:>12.0f}"
         )
-    ort = rows["ONNX Runtime f32"]
+    metrics = {
+        "encoder": "encode_s",
+        "decoder per token": "decode_s",
+        "file (each engine's own decoding: random weights stop at different tokens)": "transcribe_s",
+        "peak RSS": "peak_rss_mb",
+    }
     for name in ("CTranslate2 f32", "CTranslate2 int8"):
-        other = rows[name]
         ratios = {
-            "encoder": ort["encode_s"] / other["encode_s"],
-            "decoder per token": ort["decode_s"] / other["decode_s"],
-            "file (the engines' own decoding; random models stop at different tokens)": ort["transcribe_s"]
-            / other["transcribe_s"],
-            "peak RSS": ort["peak_rss_mb"] / other["peak_rss_mb"],
+            label: _median([rows["ONNX Runtime f32"][key] / rows[name][key] for rows in rounds])
+            for label, key in metrics.items()
         }
         print(f"ONNX ÷ {name}: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
+
+
+def _median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
 
 
 if __name__ == "__main__":

@@ -84,9 +84,8 @@ class WhisperOnnxEngine:
                 ),
                 max_positions=int(config.get("max_target_positions", 448)),
             )
-            sessions.decode(
-                sessions.encode(_silence()), [vocabulary.sot], 1, lambda: False
-            )  # fails here if the provider can't run it
+            # one token on silence: a provider that starts but can't run these graphs fails here
+            sessions.decode(sessions.encode(_silence()), [vocabulary.sot], 1, lambda: False)
             return sessions
 
         try:
