@@ -6,6 +6,7 @@ route can do. Its words are random: the tests assert structure.
 
 from __future__ import annotations
 
+import random
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,9 @@ import pytest
 
 from asrpro_rpc.catalog.specs import BUILTIN_MODELS, WHISPER_LANGUAGES
 from asrpro_rpc.engines.onnx_providers import PROVIDERS
+from tests.support.models import TINY_FAST
 from tests.support.sidecar import Sidecar, sidecar_env
+from tests.support.streaming import of, pcm16, push, results, silence
 
 ROUTE_ID = "whisper-medium-onnx"
 USER_ID = "tiny-whisper-onnx"
@@ -108,3 +111,14 @@ def test_unsupported_requests_answer_clearly_without_a_download(wo: Sidecar, spe
     )
     error = wo.error("transcribe.file", {"path": str(speech_wav), "model": USER_ID, "language": "xx"})
     assert error["code"] == -32602 and "'xx'" in error["message"], error
+
+
+def test_streams_live(wo: Sidecar, speech_wav: Path) -> None:
+    """Streaming re-decodes with word timestamps on: the estimated words carry it."""
+    stream_id = wo.call("stream.start", {"model": USER_ID, **TINY_FAST}, timeout_s=60)["stream_id"]
+    rng = random.Random(2)
+    results(wo, push(wo, stream_id, pcm16(speech_wav) + silence(1.5), rng))
+    summary = wo.call("stream.stop", {"stream_id": stream_id}, timeout_s=120)
+    finals = of(wo, "stream.final", stream_id)
+    assert summary["segments"] and [f["segment"] for f in finals] == summary["segments"]
+    assert all(0 <= s["start"] <= s["end"] <= summary["duration"] for s in summary["segments"])
