@@ -69,12 +69,12 @@ def _speech_file(directory: Path, minutes: float) -> Path:
 
 
 def _run(engine: str, model_path: Path, wav: Path, device: str) -> dict:
-    process = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, engine, str(model_path), str(wav), device],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        cwd=ROOT,
-    )
+    return run_child([sys.executable, "-c", _CHILD, engine, str(model_path), str(wav), device], engine)
+
+
+def run_child(command: list[str], name: str) -> dict:
+    """Run ``command`` in a fresh process: its last stdout line (JSON) plus its peak RSS (``peak_rss_mb``)."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT)
     watched = psutil.Process(process.pid)
     peak = 0
     while process.poll() is None:
@@ -86,7 +86,7 @@ def _run(engine: str, model_path: Path, wav: Path, device: str) -> dict:
     assert process.stdout is not None
     out = process.stdout.read().decode().strip().splitlines()
     if process.returncode != 0 or not out:
-        raise SystemExit(f"{engine} run failed (exit {process.returncode})")
+        raise SystemExit(f"{name} run failed (exit {process.returncode})")
     return {**json.loads(out[-1]), "peak_rss_mb": peak / 2**20}
 
 

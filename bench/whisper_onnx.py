@@ -15,14 +15,9 @@ sampling its RSS, the routes interleaved round by round. Ratios are ONNX ÷ CTra
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
-
-import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -106,21 +101,9 @@ print(json.dumps({"encode_s": median(encode_s), "decode_s": median(decode_s)}))
 
 def _run(*args: object) -> dict:
     """A child program (``args``: the program, then its arguments) in a fresh process, with its peak RSS."""
-    command = [sys.executable, "-c", *map(str, args)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT)
-    watched = psutil.Process(process.pid)
-    peak = 0
-    while process.poll() is None:
-        try:
-            peak = max(peak, watched.memory_info().rss)
-        except psutil.NoSuchProcess:
-            break
-        time.sleep(0.05)
-    assert process.stdout is not None
-    out = process.stdout.read().decode().strip().splitlines()
-    if process.returncode != 0 or not out:
-        raise SystemExit(f"{args[1]} run failed (exit {process.returncode})")
-    return {**json.loads(out[-1]), "peak_rss_mb": peak / 2**20}
+    from bench.parakeet import run_child
+
+    return run_child([sys.executable, "-c", *map(str, args)], str(args[1]))
 
 
 def _models(work: Path, size: str) -> tuple[Path, Path]:

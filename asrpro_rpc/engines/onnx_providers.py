@@ -8,10 +8,13 @@ back to the CPU with a warning that says why).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from asrpro_rpc.system.hardware import ONNX_PLUGINS, OnnxRuntimeReport, onnx_runtime
 from asrpro_rpc.system.process import default_cpu_threads
+
+T = TypeVar("T")
 
 PROVIDERS: dict[str, str] = {
     "cuda": "CUDAExecutionProvider",
@@ -121,3 +124,15 @@ def session_options(onnxruntime: Any, cpu_threads: int) -> Any:
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = cpu_threads or default_cpu_threads()
     return options
+
+
+def build_on(device: str, build: Callable[[str], T], warnings: list[str]) -> tuple[T, str]:
+    """``build(device)`` (which should run the model once), or ``build("cpu")`` with a warning appended when
+    the provider starts but can't run the model; the result and the device it is on."""
+    try:
+        return build(device), device
+    except Exception as exc:
+        if device == "cpu":
+            raise
+        warnings.append(f"ONNX Runtime can't run this model on {device} ({exc}); using the CPU instead.")
+        return build("cpu"), "cpu"

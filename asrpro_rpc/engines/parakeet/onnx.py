@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from asrpro_rpc import errors
 from asrpro_rpc.engines.base import LoadInfo, LoadProgress, LoadSpec, SegmentSink, load_done
-from asrpro_rpc.engines.onnx_providers import providers_for, session_options, start_provider
+from asrpro_rpc.engines.onnx_providers import build_on, providers_for, session_options, start_provider
 from asrpro_rpc.engines.parakeet.common import SAMPLE_RATE_HZ, transcribe_parakeet, word
 from asrpro_rpc.transcripts.types import TranscribeOptions, Transcript, Word
 
@@ -64,26 +64,18 @@ class OnnxEngine:
         progress(0.3, f"loading the ONNX model on {device}")
 
         def build(device: str) -> Any:
-            return onnx_asr.load_model(
+            model = onnx_asr.load_model(
                 str(config["model_type"]),
                 spec.model_path,
                 quantization=quantization,
                 sess_options=session_options(onnxruntime, spec.cpu_threads),
                 providers=providers_for(device),
             ).with_timestamps()
+            model.recognize(_silence())  # fails here if the provider can't run the graph
+            return model
 
         try:
-            try:
-                self._model = build(device)
-                self._model.recognize(_silence())  # fails here if the provider can't run the graph
-            except Exception as exc:
-                if device == "cpu":
-                    raise
-                warnings.append(
-                    f"ONNX Runtime can't run this model on {device} ({exc}); using the CPU instead."
-                )
-                device = "cpu"
-                self._model = build(device)
+            self._model, device = build_on(device, build, warnings)
         except Exception as exc:
             raise errors.ModelLoadFailed(
                 f"Could not load ONNX model {spec.model_id!r} from {spec.model_path}: "

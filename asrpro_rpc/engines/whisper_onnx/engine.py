@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from asrpro_rpc import errors
 from asrpro_rpc.engines.base import LoadInfo, LoadProgress, LoadSpec, SegmentSink, load_done
-from asrpro_rpc.engines.onnx_providers import providers_for, session_options, start_provider
+from asrpro_rpc.engines.onnx_providers import build_on, providers_for, session_options, start_provider
 from asrpro_rpc.engines.whisper_onnx.decoding import (
     SAMPLE_RATE_HZ,
     TIMESTAMP_S,
@@ -89,16 +89,7 @@ class WhisperOnnxEngine:
             return sessions
 
         try:
-            try:
-                self._sessions = build(device)
-            except Exception as exc:
-                if device == "cpu":
-                    raise
-                warnings.append(
-                    f"ONNX Runtime can't run this model on {device} ({exc}); using the CPU instead."
-                )
-                device = "cpu"
-                self._sessions = build(device)
+            self._sessions, device = build_on(device, build, warnings)
         except errors.AsrproError:
             raise
         except Exception as exc:

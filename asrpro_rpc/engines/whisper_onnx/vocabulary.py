@@ -1,11 +1,12 @@
 """A Whisper export's tokens: the special ids decoding needs and token ids back to text.
 
 Read from ``vocab.json`` + ``added_tokens.json`` (what onnx-community ships beside ``tokenizer.json``), so
-no tokenizer package is needed; text is GPT-2 byte-level BPE, undone with the byte table below.
+no tokenizer package is needed; text is GPT-2 byte-level BPE, undone with GPT-2's byte table.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -14,20 +15,12 @@ import msgspec
 from asrpro_rpc import errors
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's byte -> printable character table (the inverse decodes tokens)."""
-    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), 256)]
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, map(chr, cs), strict=True))
+@functools.cache
+def _byte_of() -> dict[str, int]:
+    """GPT-2's printable character -> byte table (onnx-asr's copy of it), which decodes tokens."""
+    from onnx_asr.models.whisper import bytes_to_unicode
 
-
-_BYTE_OF = {c: b for b, c in _bytes_to_unicode().items()}
+    return {c: b for b, c in bytes_to_unicode().items()}
 
 
 class Vocabulary(msgspec.Struct, frozen=True, kw_only=True):
@@ -51,7 +44,8 @@ class Vocabulary(msgspec.Struct, frozen=True, kw_only=True):
     def text(self, ids: list[int]) -> str:
         """The text of ``ids`` (special and timestamp tokens left out)."""
         chars = "".join(self.tokens.get(i, "") for i in ids if i < self.eot)
-        return bytes(_BYTE_OF[c] for c in chars if c in _BYTE_OF).decode("utf-8", errors="replace")
+        byte_of = _byte_of()
+        return bytes(byte_of[c] for c in chars if c in byte_of).decode("utf-8", errors="replace")
 
 
 def read_vocabulary(directory: Path, multilingual: bool) -> Vocabulary:
