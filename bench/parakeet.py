@@ -88,8 +88,14 @@ def _run(
     compute_type: str = "",
     env: dict[str, str] | None = None,
 ) -> dict:
+    command = [sys.executable, "-c", _CHILD, engine, str(model_path), str(wav), device, compute_type]
+    return run_child(command, engine, env)
+
+
+def run_child(command: list[str], name: str, env: dict[str, str] | None = None) -> dict:
+    """Run ``command`` in a fresh process: its last stdout line (JSON) plus its peak RSS (``peak_rss_mb``)."""
     process = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, engine, str(model_path), str(wav), device, compute_type],
+        command,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         cwd=ROOT,
@@ -106,7 +112,7 @@ def _run(
     assert process.stdout is not None
     out = process.stdout.read().decode().strip().splitlines()
     if process.returncode != 0 or not out:
-        raise SystemExit(f"{engine} run failed (exit {process.returncode})")
+        raise SystemExit(f"{name} run failed (exit {process.returncode})")
     return {**json.loads(out[-1]), "peak_rss_mb": peak / 2**20}
 
 

@@ -47,12 +47,14 @@ def inspect_local_model(
                 missing=missing,
             )
         return _user_spec(model_id, path, "whisper", "whisper", _whisper_languages(path), files, display_name)
-    if engine == "onnx":
+    if engine in ("onnx", "whisper-onnx"):
         if not any(n.endswith(".onnx") for n in names):
             raise errors.InvalidParams(f"{path} holds no .onnx file.", path=str(path))
-        family: Family = "whisper" if "whisper" in _config_model_type(path) else "parakeet"
-        languages = WHISPER_LANGUAGES if family == "whisper" else ("en",)
-        return _user_spec(model_id, path, "onnx", family, languages, files, display_name)
+        if "whisper" in _config_model_type(path):
+            return _user_spec(
+                model_id, path, "whisper-onnx", "whisper", _whisper_languages(path), files, display_name
+            )
+        return _user_spec(model_id, path, "onnx", "parakeet", ("en",), files, display_name)
     raise errors.InvalidParams(f"Engine {engine!r} expects a .nemo file, not a directory.", path=str(path))
 
 
@@ -78,6 +80,7 @@ def _user_spec(
         source=str(path),
         files=tuple(f.relative_to(root).as_posix() for f in files),
         translate=family == "whisper" and len(languages) > 1,
+        word_timestamps="estimated" if engine == "whisper-onnx" else "aligned",
         user=True,
         path=str(path),
     )
@@ -85,10 +88,11 @@ def _user_spec(
 
 def _whisper_languages(directory: Path) -> tuple[str, ...]:
     """English-only Whisper has 51,864 tokens, multilingual 51,865 (large-v3: 51,866, adds Cantonese)."""
-    vocab_size = 0
-    if (directory / "vocabulary.json").is_file():
+    configured = _read_config(directory).get("vocab_size")  # a Hugging Face config (ONNX exports)
+    vocab_size = configured if isinstance(configured, int) else 0
+    if not vocab_size and (directory / "vocabulary.json").is_file():
         vocab_size = len(json.loads((directory / "vocabulary.json").read_text(encoding="utf-8")))
-    elif (directory / "vocabulary.txt").is_file():
+    elif not vocab_size and (directory / "vocabulary.txt").is_file():
         with open(directory / "vocabulary.txt", "rb") as f:
             vocab_size = sum(1 for _ in f)
     if vocab_size >= 51866:
@@ -98,9 +102,13 @@ def _whisper_languages(directory: Path) -> tuple[str, ...]:
     return WHISPER_LANGUAGES
 
 
-def _config_model_type(directory: Path) -> str:
+def _read_config(directory: Path) -> dict[str, object]:
     try:
         config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return ""
-    return str(config.get("model_type", "")) if isinstance(config, dict) else ""
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def _config_model_type(directory: Path) -> str:
+    return str(_read_config(directory).get("model_type", ""))

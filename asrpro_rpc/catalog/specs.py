@@ -15,8 +15,13 @@ from asrpro_rpc import errors
 from asrpro_rpc.config.settings import DEFAULT_ALIASES, SELECTED
 
 Family = Literal["whisper", "parakeet"]
-Engine = Literal["whisper", "nemo", "onnx"]
-"""``whisper`` = faster-whisper (CTranslate2), ``nemo`` = NVIDIA NeMo ``.nemo`` file, ``onnx`` = onnx-asr."""
+Engine = Literal["whisper", "nemo", "onnx", "whisper-onnx"]
+"""``whisper`` = faster-whisper (CTranslate2), ``nemo`` = NVIDIA NeMo ``.nemo`` file, ``onnx`` = a NeMo
+(Parakeet) export run by onnx-asr, ``whisper-onnx`` = a Whisper export (onnx-community's layout) run on
+ONNX Runtime."""
+WordTimes = Literal["aligned", "estimated"]
+"""``aligned``: word times come from the audio (cross-attention alignment, or the decoder's own token times);
+``estimated``: a segment's time is spread over its words by their length."""
 
 
 class ModelSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -42,6 +47,8 @@ class ModelSpec(msgspec.Struct, frozen=True, kw_only=True):
     """Known SHA-256 digests, file name -> hex digest (a subset of ``files``; empty when unknown)."""
     translate: bool = False
     """Whether the model can translate speech into English."""
+    word_timestamps: WordTimes = "aligned"
+    """How the route times words (``word_timestamps: true``)."""
     user: bool = False
     """Registered by the user (lives at ``path``, not in the model cache)."""
     path: str | None = None
@@ -113,6 +120,43 @@ def _whisper(
     )
 
 
+_ONNX_SMALL_FILES = (
+    "config.json",
+    "generation_config.json",
+    "preprocessor_config.json",
+    "vocab.json",
+    "added_tokens.json",
+)
+_ONNX_DECODER = "onnx/decoder_model_merged.onnx"
+
+
+def _whisper_onnx(
+    size: str,
+    parameters: str,
+    size_bytes: int,
+    description: str,
+    *,
+    files: tuple[str, ...] = (*_ONNX_SMALL_FILES, "onnx/encoder_model.onnx", _ONNX_DECODER),
+    languages: tuple[str, ...] = WHISPER_LANGUAGES,
+    translate: bool = True,
+) -> ModelSpec:
+    """onnx-community's float32 export of Whisper ``size``: the files the ``whisper-onnx`` engine reads."""
+    return ModelSpec(
+        id=f"whisper-{size}-onnx",
+        display_name=f"Whisper {size.replace('-', ' ').title()} (ONNX)",
+        family="whisper",
+        engine="whisper-onnx",
+        parameters=parameters,
+        size_bytes=size_bytes,
+        languages=languages,
+        description=description,
+        source=f"onnx-community/whisper-{size}",
+        files=files,
+        translate=translate,
+        word_timestamps="estimated",
+    )
+
+
 BUILTIN_MODELS: tuple[ModelSpec, ...] = (
     _whisper("tiny", "39M", 78_200_000, "Fastest multilingual Whisper; rough accuracy."),
     _whisper(
@@ -155,18 +199,18 @@ BUILTIN_MODELS: tuple[ModelSpec, ...] = (
         languages=(*WHISPER_LANGUAGES, "yue"),
         translate=False,
     ),
-    ModelSpec(
-        id="whisper-medium-onnx",
-        display_name="Whisper Medium (ONNX)",
-        family="whisper",
-        engine="onnx",
-        parameters="769M",
-        size_bytes=3_060_000_000,
-        languages=WHISPER_LANGUAGES,
-        description="Whisper medium exported to ONNX, run with onnx-asr on ONNX Runtime (no CTranslate2).",
-        source="onnx-community/whisper-medium",
-        files=("config.json", "onnx/encoder_model.onnx", "onnx/decoder_model_merged.onnx"),
-        translate=True,
+    _whisper_onnx("tiny", "39M", 151_000_000, "Whisper tiny on ONNX Runtime; the quickest ONNX Whisper."),
+    _whisper_onnx("base", "74M", 291_000_000, "Whisper base on ONNX Runtime (CPU, CUDA, CoreML, WebGPU...)."),
+    _whisper_onnx("small", "244M", 968_000_000, "Whisper small on ONNX Runtime; clearly better than base."),
+    _whisper_onnx("medium", "769M", 3_060_000_000, "Whisper medium on ONNX Runtime; accurate, wants a GPU."),
+    _whisper_onnx(
+        "large-v3-turbo",
+        "809M",
+        3_230_000_000,
+        "large-v3-turbo on ONNX Runtime (128 mel bins, adds Cantonese); not trained for translation.",
+        files=(*_ONNX_SMALL_FILES, "onnx/encoder_model.onnx", "onnx/encoder_model.onnx_data", _ONNX_DECODER),
+        languages=(*WHISPER_LANGUAGES, "yue"),
+        translate=False,
     ),
     ModelSpec(
         id="parakeet-tdt-0.6b",

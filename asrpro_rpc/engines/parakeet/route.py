@@ -132,7 +132,7 @@ class ParakeetEngine:
 def _onnx_accelerated(device: str) -> bool:
     import onnxruntime
 
-    from asrpro_rpc.engines.parakeet.onnx import PROVIDERS, choose_provider, provider_failure
+    from asrpro_rpc.engines.onnx_providers import PROVIDERS, choose_provider, provider_failure
     from asrpro_rpc.system.hardware import OnnxRuntimeReport, onnx_runtime
 
     if device == "cpu":

@@ -10,8 +10,9 @@ import pytest
 
 from asrpro_rpc import errors
 from asrpro_rpc.engines.chunking import Audio, silero_cut_finder
+from asrpro_rpc.engines.onnx_providers import choose_provider, provider_failure
 from asrpro_rpc.engines.parakeet.common import MAX_SEGMENT_S, build_transcript, check_language, word
-from asrpro_rpc.engines.parakeet.onnx import choose_provider, provider_failure, words_from_tokens
+from asrpro_rpc.engines.parakeet.onnx import words_from_tokens
 from asrpro_rpc.engines.parakeet.route import choose_runtime, onnx_export_dir
 from asrpro_rpc.system.hardware import OnnxDevice, OnnxPlugin, OnnxRuntimeReport
 from asrpro_rpc.transcripts.types import TranscribeOptions
