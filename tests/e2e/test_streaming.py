@@ -31,6 +31,8 @@ SENTENCE_WER = {"whisper-tiny.en": 0.6, "whisper-base": 0.3}
 """One sentence's bound: tiny.en, in the 20 s encoder window short audio gets, hears "Speech recognition
 works offline on this computer" started 0.1 s into silence as "The recognition works of the anonymous
 computer" (4 of 7); over 90 clips the window is as accurate as the 30 s one (``bench/encoder_window.py``)."""
+STREAM_WER = {"whisper-tiny.en": 0.25, "whisper-base": 0.2}
+"""The whole stream's bound (tiny.en: that sentence and "Today is Monday", which it misreads anyway)."""
 
 
 @pytest.fixture
@@ -164,7 +166,7 @@ def test_real_words_stream_live(
             # tiny.en misreads "Today is Monday" even offline ("So now it's Monday", shared/recipes)
             assert wer(text, segment["text"]) <= SENTENCE_WER[model], (text, segment["text"])
     expected = " ".join(text for text, _ in speech_sentences)
-    assert wer(expected, summary["text"]) <= 0.2, summary["text"]
+    assert wer(expected, summary["text"]) <= STREAM_WER[model], summary["text"]
 
 
 @pytest.mark.slow
