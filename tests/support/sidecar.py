@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import queue
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -49,8 +50,12 @@ class Sidecar(SidecarClient):
 
     def __init__(self, *args: str, env: dict[str, str] | None = None, argv: list[str] | None = None) -> None:
         full_env = {**os.environ, "ASRPRO_LOG_LEVEL": "debug", **(env or {})}
+        self._scratch: list[str] = []
+        """Folders made here for settings or cache the caller didn't give (removed by ``kill``)."""
         for name in ("ASRPRO_CONFIG_DIR", "ASRPRO_CACHE_DIR"):  # never the user's real settings or cache
-            full_env.setdefault(name, tempfile.mkdtemp(prefix="asrpro-test-"))
+            if name not in full_env:
+                full_env[name] = tempfile.mkdtemp(prefix="asrpro-test-")
+                self._scratch.append(full_env[name])
         super().__init__(args, env=full_env, stderr=subprocess.PIPE, command=argv)
         self.raw_lines: list[bytes] = []
         self.stderr_lines: list[bytes] = []
@@ -180,6 +185,8 @@ class Sidecar(SidecarClient):
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait()
+        for folder in self._scratch:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
