@@ -41,9 +41,11 @@ _SAFE_CPU_COMPUTE_TYPE = "int8"
 _SAMPLE_RATE_HZ = 16000
 BATCHED_MIN_S = 30.0
 """Audio longer than this (one Whisper chunk) is batched by default."""
-DEFAULT_BATCH_SIZE = {"cpu": 8, "cuda": 16}
-"""Batch size when the request gives none, by device. CPU: measured (bench/transcribe_overhead.py); CUDA:
-a five-minute window holds at most about 15 VAD chunks of up to 30 s, so 16 decodes a window in one pass."""
+DEFAULT_BATCH_SIZE = {"cpu": 4, "cuda": 16}
+"""Batch size when the request gives none, by device. CPU: batches of 4, 8 and 16 cost the same CPU time
+(bench/transcribe_overhead.py: the gain over sequential is decoding chunks independently, not batching), and
+a cancel or a priority pause waits for the batch being decoded, so the smallest of them. CUDA: a five-minute
+window holds at most about 15 VAD chunks of up to 30 s, so 16 decodes a window in one pass."""
 
 
 class WhisperEngine:
