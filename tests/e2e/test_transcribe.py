@@ -359,8 +359,8 @@ def _high_water_mark_bytes(pid: int) -> int:
 def test_thirty_minute_file_keeps_memory_bounded(tiny: Sidecar, long_audio_factory) -> None:
     """Decoding streams: the engine holds the window it transcribes and the one being decoded (300 s, 19 MB
     each), never the file, so its peak does not grow with the audio. 10, 30 and 60 minutes of speech peak
-    within 50 MB of each other (measured, batched: 364, 374, 378 MB); holding the samples would add 77 MB from 10 to
-    30 minutes and 192 MB to 60, and features of the whole file far more."""
+    within 50 MB of each other (measured, batched: 364, 374, 378 MB); holding the samples would add 77 MB
+    from 10 to 30 minutes and 192 MB to 60, and features of the whole file far more."""
     sidecar_rss = psutil.Process(tiny.process.pid).memory_info().rss
     peaks = {}
     for minutes in (10, 30, 60):
