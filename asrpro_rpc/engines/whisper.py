@@ -1,5 +1,12 @@
 """faster-whisper (CTranslate2) engine: loads a local Whisper model directory and transcribes with it.
 
+Audio longer than one Whisper chunk (30 s) is decoded with faster-whisper's batched pipeline unless the
+request says ``batch_size: 1``: each speech chunk the VAD finds is decoded on its own, several at a time.
+That is what made the sequential default 1.8-4x slower (one 30 s window after another, each conditioned on
+the last one's text, re-decoded at higher temperatures when it looks wrong, with timestamp tokens), and on
+repetitive speech less accurate too (the previous text's conditioning repeats or drops sentences).
+Short audio (dictation, stream decodes) stays sequential: one chunk has nothing to batch.
+
 Only the local path given is ever read: nothing here downloads (a missing ``tokenizer.json`` would make
 faster-whisper fetch one from the hub, so it is checked up front).
 """
@@ -24,7 +31,7 @@ if TYPE_CHECKING:
     from types import ModuleType
 
     import numpy as np
-    from faster_whisper import BatchedInferencePipeline, WhisperModel
+    from faster_whisper import WhisperModel
 
     from asrpro_rpc.engines.chunking import Audio
     from asrpro_rpc.system.hardware import DeviceReport
@@ -33,6 +40,13 @@ if TYPE_CHECKING:
 _REQUIRED_FILES = ("model.bin", "config.json", "tokenizer.json")
 _SAFE_CPU_COMPUTE_TYPE = "int8"
 _SAMPLE_RATE_HZ = 16000
+BATCHED_MIN_S = 30.0
+"""Audio longer than this (one Whisper chunk) is batched by default."""
+DEFAULT_BATCH_SIZE = {"cpu": 4, "cuda": 16}
+"""Batch size when the request gives none, by device. CPU: batches of 4, 8 and 16 cost the same CPU time
+(bench/transcribe_overhead.py: the gain over sequential is decoding chunks independently, not batching), and
+a cancel or a priority pause waits for the batch being decoded, so the smallest of them. CUDA: a five-minute
+window holds at most about 15 VAD chunks of up to 30 s, so 16 decodes a window in one pass."""
 
 
 class WhisperEngine:
@@ -40,8 +54,8 @@ class WhisperEngine:
 
     def __init__(self) -> None:
         self._model: WhisperModel | None = None
-        self._batched: BatchedInferencePipeline | None = None
         self._model_id = ""
+        self._default_batch_size = DEFAULT_BATCH_SIZE["cpu"]
 
     def load(self, spec: LoadSpec, progress: LoadProgress) -> LoadInfo:
         started_s = time.perf_counter()
@@ -49,7 +63,8 @@ class WhisperEngine:
         progress(0.0, "importing faster-whisper")
         try:
             import ctranslate2
-            from faster_whisper import BatchedInferencePipeline
+
+            model_class = short_window_model_class()  # imports faster-whisper
         except ImportError as exc:
             raise errors.EngineUnavailable(
                 f"faster-whisper is not installed ({exc}); install it: pip install 'asrpro-rpc[whisper]'",
@@ -66,7 +81,7 @@ class WhisperEngine:
         progress(0.2, "loading weights")
 
         def build(device: str, compute_type: str) -> WhisperModel:
-            return short_window_model_class()(
+            return model_class(
                 spec.model_path,
                 device=device,
                 device_index=spec.device_index,
@@ -92,7 +107,7 @@ class WhisperEngine:
                 model_id=spec.model_id,
             ) from exc
         self._model = model
-        self._batched = BatchedInferencePipeline(model)
+        self._default_batch_size = DEFAULT_BATCH_SIZE.get(device, DEFAULT_BATCH_SIZE["cpu"])
         self._model_id = spec.model_id
         progress(1.0, "ready")
         return load_done(
@@ -107,9 +122,10 @@ class WhisperEngine:
         is_cancelled: Callable[[], bool],
         on_segment: SegmentSink | None = None,
     ) -> Transcript:
-        if self._model is None or self._batched is None:
+        if self._model is None:
             raise errors.InternalError("No model is loaded in this engine.")
         self._check_options(options)
+        batch_size = self._batch_size(options, audio.expected_s)
         segments: list[Segment] = []
         language, language_probability = options.language, None
         for start, samples in audio.windows():
@@ -117,7 +133,7 @@ class WhisperEngine:
                 raise errors.RequestCancelled("The transcription was cancelled.")
             offset_s = start / _SAMPLE_RATE_HZ
             window_options = msgspec.structs.replace(options, language=language)
-            segments_iter, info = self._run(samples, window_options)
+            segments_iter, info = self._run(samples, window_options, batch_size)
             if language is None:
                 language, language_probability = info.language, float(info.language_probability)
             for raw in segments_iter:
@@ -141,16 +157,30 @@ class WhisperEngine:
             model=self._model_id,
         )
 
-    def _run(self, audio: np.ndarray, options: TranscribeOptions) -> tuple[Iterable[Any], Any]:
+    def _batch_size(self, options: TranscribeOptions, audio_s: float | None) -> int:
+        """The request's batch size, or by default the device's for audio longer than one chunk (or of
+        unknown length) with the VAD on (batches are its speech chunks), else 1: sequential."""
+        if options.batch_size is not None:
+            return options.batch_size
+        if options.vad_filter and (audio_s is None or audio_s > BATCHED_MIN_S):
+            return self._default_batch_size
+        return 1
+
+    def _run(
+        self, audio: np.ndarray, options: TranscribeOptions, batch_size: int
+    ) -> tuple[Iterable[Any], Any]:
         """faster-whisper on one window: the lazy segment iterator and its info."""
-        assert self._model is not None and self._batched is not None
+        assert self._model is not None
         kwargs = _transcribe_kwargs(options)
-        if options.batch_size is not None and options.batch_size > 1:
-            return self._batched.transcribe(audio, batch_size=options.batch_size, **kwargs)
+        if batch_size > 1 and len(audio):
+            from faster_whisper import BatchedInferencePipeline
+
+            # One pipeline per window: it keeps word-timing state between batches, which concurrent
+            # requests would share and a cancelled one would leave behind.
+            return BatchedInferencePipeline(self._model).transcribe(audio, batch_size=batch_size, **kwargs)
         return self._model.transcribe(audio, **kwargs)
 
     def unload(self) -> None:
-        self._batched = None
         self._model = None
 
     def _check_options(self, options: TranscribeOptions) -> None:

@@ -76,7 +76,8 @@ class TranscribeOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
 
     ``language=None`` detects the language. ``temperature`` is one value or a fallback ladder
     (OpenAI's ``0`` means "automatic fallback", which is faster-whisper's default ladder).
-    ``batch_size`` > 1 uses faster-whisper's batched pipeline (faster on GPU, needs the VAD).
+    ``batch_size`` > 1 uses faster-whisper's batched pipeline (needs the VAD), 1 decodes sequentially;
+    omitted, Whisper batches audio over 30 s when the VAD is on (4 on CPU, 16 on CUDA).
     ``min_confidence`` drops segments whose average log-probability is below it (post-processing).
     """
 

@@ -214,11 +214,11 @@ def test_streaming_sends_segments_as_they_are_decoded(
     long_audio_factory: Callable[[float], Path],
     encode_media: Callable[..., Path],
 ) -> None:
-    """90 s of speech, so Whisper decodes it in several 30 s windows (a window's segments come together):
-    the first delta reaches the client while later windows are still being decoded, i.e. before the
-    sidecar reports the transcription done. A server that buffers the segments and splits them at the end
-    sends its first delta after that."""
-    speech = encode_media(long_audio_factory(1.5), "long_1.5min.ogg", "libopus", 24000)  # < 1 MB limit
+    """5 minutes of speech, so Whisper decodes it in several batches of VAD chunks (a batch's segments come
+    together): the first delta reaches the client while later batches are still being decoded, i.e. before
+    the sidecar reports the transcription done. A server that buffers the segments and splits them at the
+    end sends its first delta after that."""
+    speech = encode_media(long_audio_factory(5), "long_5min.ogg", "libopus", 16000)  # < 1 MB limit
     shim.sidecar.call("ping")  # collects the notifications of earlier tests
     before = len(shim.sidecar.notifications)
     done_before_first_delta: list[dict[str, Any]] | None = None

@@ -62,7 +62,7 @@ class EngineHost:
     def __init__(
         self,
         *,
-        cancel_grace_s: float = 3.0,
+        cancel_grace_s: float = 15.0,
         env: Mapping[str, str] | None = None,
         command: list[str] | None = None,
         watchdog_s: float | None = None,

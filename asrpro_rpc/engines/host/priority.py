@@ -3,7 +3,8 @@
 A dictation (a stream's decodes, a short file, a request marked ``priority: "interactive"``) shares the
 engine's cores with any long file being transcribed. Engines call ``is_cancelled`` between segments (Whisper)
 or windows (Parakeet); for a background request that call is ``PriorityGate.checkpoint``, which waits there
-while interactive work is running, so the dictation gets the cores after at most one window of sharing.
+while interactive work is running, so the dictation gets the cores after at most one window of sharing
+(for Whisper's batched pipeline, the default over 30 s, one batch of up to ``batch_size`` speech chunks).
 """
 
 from __future__ import annotations

@@ -163,11 +163,12 @@ def test_cancel_mid_file(
 ) -> None:
     """The design (README, Transcription): a cancel lands between segments, so the child stops the file
     there and stays loaded; only a cancel it can't honour within the grace ends it (the next test). The
-    grace here is long so a busy machine can't turn the clean stop into a kill."""
+    grace here is long so a busy machine can't turn the clean stop into a kill. The file is many batches of
+    VAD chunks long (the batched pipeline decodes a whole batch before its first segment arrives)."""
     host = _started(tiny_whisper_dir, cancel_grace_s=JOIN_TIMEOUT_S / 2)
     try:
         pid = host.pid
-        run = _Background(host, long_audio_factory(2))
+        run = _Background(host, long_audio_factory(15))
         run.wait_for_progress()
         run.cancel.set()
         outcome = run.join()

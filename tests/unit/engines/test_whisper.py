@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,32 @@ def test_vad_parameters_and_batched_pipeline(tiny_engine: WhisperEngine, speech_
     batched = TranscribeOptions(**TINY_FAST, batch_size=4)
     transcript, fractions = _transcribe(tiny_engine, speech_paragraph_wav, batched)
     assert transcript.segments and fractions
+
+
+def test_audio_over_one_chunk_is_batched_by_default(
+    tiny_engine: WhisperEngine, speech_wav: Path, long_audio_factory: Callable[[float], Path]
+) -> None:
+    long_file = long_audio_factory(1)
+    default, _ = _transcribe(tiny_engine, long_file, FAST)
+    batched, _ = _transcribe(tiny_engine, long_file, TranscribeOptions(**TINY_FAST, batch_size=8))
+    sequential, _ = _transcribe(tiny_engine, long_file, TranscribeOptions(**TINY_FAST, batch_size=1))
+    assert default == batched != sequential
+    short = TranscribeOptions(**TINY_FAST, batch_size=1)
+    assert _transcribe(tiny_engine, speech_wav, FAST)[0] == _transcribe(tiny_engine, speech_wav, short)[0]
+    no_vad = TranscribeOptions(**{**TINY_FAST, "vad_filter": False})
+    unbatched = TranscribeOptions(**{**TINY_FAST, "vad_filter": False, "batch_size": 1})
+    assert _transcribe(tiny_engine, long_file, no_vad)[0] == _transcribe(tiny_engine, long_file, unbatched)[0]
+
+
+def test_concurrent_batched_word_timings_match_a_lone_run(
+    tiny_engine: WhisperEngine, long_audio_factory: Callable[[float], Path]
+) -> None:
+    long_file = long_audio_factory(1)
+    options = TranscribeOptions(**TINY_FAST, word_timestamps=True)
+    alone, _ = _transcribe(tiny_engine, long_file, options)
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(lambda _: _transcribe(tiny_engine, long_file, options)[0], range(2)))
+    assert alone.words and together == [alone, alone]
 
 
 def test_batching_needs_the_vad(tiny_engine: WhisperEngine, speech_wav: Path) -> None:
