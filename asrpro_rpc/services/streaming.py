@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -37,6 +38,10 @@ from .transcription import with_vocabulary
 
 log = logging.getLogger(__name__)
 _MICROPHONE_POLL_S = 0.05
+_TOKENS_PER_S = 12
+"""Tokens a decode may produce per second of audio (plus ``_TOKENS_BASE``): speech needs 3-6, so more is a
+decode looping on a fragment (one took 1.9 s for 1 s of audio), and cutting it keeps the stream live."""
+_TOKENS_BASE = 10
 
 
 class StreamStartParams(TranscribeOptions, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -399,7 +404,11 @@ class StreamingService:
 
     async def _decode(self, stream: LiveStream, resident: Any, audio: Any, offset_s: float) -> list[Word]:
         """Decode ``audio`` in the engine process; words in stream time."""
-        options = msgspec.structs.replace(stream.options, prompt=stream.prompt())
+        budget = _TOKENS_BASE + math.ceil(_TOKENS_PER_S * len(audio) / SAMPLE_RATE_HZ)
+        max_new_tokens = min(stream.options.max_new_tokens or budget, budget)
+        options = msgspec.structs.replace(
+            stream.options, prompt=stream.prompt(), max_new_tokens=max_new_tokens
+        )
         pcm = audio.astype("<f4").tobytes()
         started_s = time.perf_counter()
         transcript = await run_blocking(
