@@ -38,11 +38,20 @@ class LocalAgreement:
         """Words of the latest hypothesis that are not stable yet."""
         return list(self._previous)
 
-    def insert(self, hypothesis: list[Word]) -> list[Word]:
-        """Take a new hypothesis of the audio so far; return the words that just became stable."""
+    def insert(self, hypothesis: list[Word], settled_before_s: float = float("inf")) -> list[Word]:
+        """Take a new hypothesis of the audio so far; return the words that just became stable.
+
+        Only words ending before ``settled_before_s`` may become stable: the decoder hears the last
+        moments of a cut-off utterance as a guess ("lights invocation" for "lights in the kit…"), and two
+        decodes can agree on the same guess.
+        """
         new = self._beyond_stable(hypothesis)
         agreed = 0
-        while agreed < min(len(new), len(self._previous)) and _same(new[agreed], self._previous[agreed]):
+        while (
+            agreed < min(len(new), len(self._previous))
+            and _same(new[agreed], self._previous[agreed])
+            and new[agreed].end <= settled_before_s
+        ):
             agreed += 1
         committed, self._previous = new[:agreed], new[agreed:]
         self._commit(committed)

@@ -50,6 +50,8 @@ class StreamTuning(msgspec.Struct, frozen=True, kw_only=True):
     """Audio kept before speech starts and after it ends."""
     max_buffer_s: float = 15.0
     """An open utterance longer than this is trimmed at its last stable (preferably sentence-ending) word."""
+    settle_s: float = 1.0
+    """Only words ending this long before a decode's audio end can become stable (see ``LocalAgreement``)."""
     hard_limit_s: float = 28.0
     """An open utterance with nothing stable is force-ended here (Whisper sees at most 30 s)."""
     gate: GateTuning = GateTuning()
@@ -187,7 +189,8 @@ class StreamProcessor:
         """
         if utterance is not self.current:
             return None
-        utterance.stable += utterance.agreement.insert(words)
+        settled_before_s = audio_end_s - self.tuning.settle_s
+        utterance.stable += utterance.agreement.insert(words, settled_before_s)
         utterance.speech_end = self._gate.speech_end
         covers = self._covers(round(audio_end_s * SAMPLE_RATE_HZ), utterance)
         utterance.covered = words if self.tuning.policy == "dictation" and covers else None
