@@ -95,9 +95,12 @@ def test_a_frozen_engine_is_noticed_failed_after_a_bound_and_replaced(
 def test_cancelling_does_not_ratchet_engine_memory(
     start_sidecar: Callable[..., Sidecar], tiny_whisper_dir: Path, speech_wav: Path, long_audio_factory
 ) -> None:
-    """Twelve hour-long transcriptions cancelled mid-way on one engine, each followed by a short one: its
-    resident memory after the last is within 30 MB of its memory after the second, and so is its peak
-    (measured: RSS 141 -> 143 MB, peak 356 MB throughout; before, RSS 218 -> 335 MB and peak 360 -> 529)."""
+    """Twelve hour-long transcriptions cancelled mid-way on one engine, each followed by a short one: the
+    most its resident memory reaches over the last four rounds is within 30 MB of the most over rounds 2-5,
+    and its peak after the last is within 30 MB of its peak after the second. Batched decoding (the
+    default for long files) leaves RSS at 190 or 320 MB after a round, by whether a batch's buffers were
+    handed back, so a single round's RSS says nothing (measured: 189-324 MB in every stretch of four, peak
+    423 -> 440 MB; before the cancel fixes, RSS 218 -> 335 MB and peak 360 -> 529)."""
     sidecar = _tiny(start_sidecar, tiny_whisper_dir)
     engine = sidecar.call("models.status")["pid"]
     long_file = long_audio_factory(60.0)
@@ -115,7 +118,7 @@ def test_cancelling_does_not_ratchet_engine_memory(
     assert sidecar.call("models.status")["pid"] == engine  # the cancels were honoured, nothing was killed
     megabytes = [round(b / 2**20) for b in rss], [round(b / 2**20) for b in peak]
     print(f"engine RSS / peak after each cancel (MB): {megabytes}")
-    assert rss[-1] - rss[1] < 30 * 2**20, megabytes
+    assert max(rss[-4:]) - max(rss[1:5]) < 30 * 2**20, megabytes
     assert peak[-1] - peak[1] < 30 * 2**20, megabytes
 
 
