@@ -186,7 +186,7 @@ def test_unresponsive_child_is_killed_after_the_cancel_grace(
 ) -> None:
     host = _started(tiny_whisper_dir, cancel_grace_s=0.2)
     try:
-        run = _Background(host, long_audio_factory(2))
+        run = _Background(host, long_audio_factory(15))
         run.wait_for_progress()
         assert host.pid is not None
         os.kill(host.pid, signal.SIGSTOP)  # it can no longer answer the cancel
@@ -206,7 +206,7 @@ def test_a_silent_child_is_stalled_then_killed_by_the_watchdog(
 ) -> None:
     host = _started(tiny_whisper_dir, watchdog_s=4.0)
     try:
-        run = _Background(host, long_audio_factory(2))
+        run = _Background(host, long_audio_factory(15))
         run.wait_for_progress()
         assert host.pid is not None and host.stalled_s is None  # heartbeats keep coming while it works
         os.kill(host.pid, signal.SIGSTOP)  # no crash, no exit: only its heartbeats stop
@@ -222,7 +222,7 @@ def test_child_killed_mid_transcription(
     tiny_whisper_dir: Path, long_audio_factory: Callable[[float], Path], speech_wav: Path
 ) -> None:
     host = _started(tiny_whisper_dir)
-    runs = [_Background(host, long_audio_factory(2)) for _ in range(2)]
+    runs = [_Background(host, long_audio_factory(15)) for _ in range(2)]
     runs[0].wait_for_progress()
     assert host.pid is not None
     os.kill(host.pid, signal.SIGKILL)
@@ -244,7 +244,7 @@ def test_close_during_transcription_ends_the_request(
     tiny_whisper_dir: Path, long_audio_factory: Callable[[float], Path]
 ) -> None:
     host = _started(tiny_whisper_dir)
-    run = _Background(host, long_audio_factory(2))
+    run = _Background(host, long_audio_factory(15))
     run.wait_for_progress()
     host.close()
     assert isinstance(run.join(), errors.ShuttingDown)
