@@ -193,7 +193,8 @@ class StreamProcessor:
         utterance.stable += utterance.agreement.insert(words, settled_before_s)
         utterance.speech_end = self._gate.speech_end
         covers = self._covers(round(audio_end_s * SAMPLE_RATE_HZ), utterance)
-        utterance.covered = words if self.tuning.policy == "dictation" and covers else None
+        # a decode that heard no words is not trusted as the final one: the final decode gets its own say
+        utterance.covered = words if self.tuning.policy == "dictation" and covers and words else None
         self._trim(utterance)
         return Partial(
             segment_id=self._next_segment_id,
