@@ -12,7 +12,6 @@ long file ≤ 1.5× idle), each policy's final WER beside the file's, and the CP
 from __future__ import annotations
 
 import argparse
-import base64
 import statistics
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import numpy as np
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from streaming_latency import SAMPLE_RATE_HZ, Sidecar  # noqa: E402 - the bench folder's own helpers
+from streaming_latency import SAMPLE_RATE_HZ, Sidecar, push_in_real_time  # noqa: E402 - the bench folder's own helpers
 
 from tests.support.wer import wer  # noqa: E402
 
@@ -56,15 +55,7 @@ def dictate(sidecar: Sidecar, model: str, clip: np.ndarray, policy: str) -> tupl
     cpu_before = sum(sum(p.cpu_times()[:2]) for p in tree)
     params = {"model": model, "language": "en", "policy": policy}
     stream_id = sidecar.call("stream.start", params)["stream_id"]
-    pcm, chunk = clip.tobytes(), int(CHUNK_S * SAMPLE_RATE_HZ)
-    started = time.perf_counter()
-    for index, offset in enumerate(range(0, len(clip), chunk)):
-        time.sleep(max(0.0, started + offset / SAMPLE_RATE_HZ - time.perf_counter()))
-        audio = base64.b64encode(pcm[2 * offset : 2 * (offset + chunk)]).decode()
-        sidecar.send("stream.push", {"stream_id": stream_id, "audio": audio})
-        if index % 10 == 0:
-            sidecar.drain()
-    time.sleep(max(0.0, started + len(clip) / SAMPLE_RATE_HZ - time.perf_counter()))
+    push_in_real_time(sidecar, stream_id, clip.astype("<i2").tobytes(), int(CHUNK_S * SAMPLE_RATE_HZ))
     stop_sent = time.perf_counter()
     summary = sidecar.call("stream.stop", {"stream_id": stream_id})
     stop_s = time.perf_counter() - stop_sent

@@ -13,7 +13,6 @@ Usage: python bench/parakeet_streaming.py [--onnx DIR] [--chunk-ms 50] [--interv
 from __future__ import annotations
 
 import argparse
-import base64
 import os
 import statistics
 import subprocess
@@ -24,7 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import psutil
-from streaming_latency import SAMPLE_RATE_HZ, Sidecar, speech, word_delays  # the bench folder's helpers
+from streaming_latency import (  # the bench folder's helpers
+    SAMPLE_RATE_HZ,
+    Sidecar,
+    push_in_real_time,
+    speech,
+    word_delays,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,16 +56,7 @@ def _one_round(sidecar: Sidecar, audio: np.ndarray, chunk_ms: int, interval_s: f
     root = psutil.Process(sidecar.process.pid)
     tree = [root, *root.children(True)]
     cpu_before = sum(sum(p.cpu_times()[:2]) for p in tree)
-    pushed_at: list[float] = []
-    started = time.perf_counter()
-    for index, offset in enumerate(range(0, len(audio), chunk_samples)):
-        time.sleep(max(0.0, started + offset / SAMPLE_RATE_HZ - time.perf_counter()))
-        chunk = pcm[2 * offset : 2 * (offset + chunk_samples)]
-        sidecar.send("stream.push", {"stream_id": stream_id, "audio": base64.b64encode(chunk).decode()})
-        pushed_at.append(time.perf_counter())
-        if index % 10 == 0:
-            sidecar.drain()
-    time.sleep(max(0.0, started + len(audio) / SAMPLE_RATE_HZ - time.perf_counter()))
+    pushed_at = push_in_real_time(sidecar, stream_id, pcm, chunk_samples)
     stop_sent = time.perf_counter()
     summary = sidecar.call("stream.stop", {"stream_id": stream_id})
     stop_s = time.perf_counter() - stop_sent

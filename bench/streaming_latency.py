@@ -128,16 +128,7 @@ def main() -> None:
     stream_id = sidecar.call("stream.start", params)["stream_id"]
     tree = [psutil.Process(sidecar.process.pid), *psutil.Process(sidecar.process.pid).children(True)]
     cpu_before = sum(sum(p.cpu_times()[:2]) for p in tree)
-    pushed_at: list[float] = []  # wall time each chunk was pushed
-    started = time.perf_counter()
-    for index, offset in enumerate(range(0, len(audio), chunk_samples)):
-        time.sleep(max(0.0, started + offset / SAMPLE_RATE_HZ - time.perf_counter()))
-        chunk = pcm[2 * offset : 2 * (offset + chunk_samples)]
-        sidecar.send("stream.push", {"stream_id": stream_id, "audio": base64.b64encode(chunk).decode()})
-        pushed_at.append(time.perf_counter())
-        if index % 10 == 0:
-            sidecar.drain()
-    time.sleep(max(0.0, started + len(audio) / SAMPLE_RATE_HZ - time.perf_counter()))
+    pushed_at = push_in_real_time(sidecar, stream_id, pcm, chunk_samples)
     stop_sent = time.perf_counter()
     summary = sidecar.call("stream.stop", {"stream_id": stream_id})
     stop_s = time.perf_counter() - stop_sent
@@ -167,6 +158,22 @@ def main() -> None:
     )
     print(f"real-time factor (busy CPU time / audio time, all cores) {cpu_s / cores / audio_s:.2f}")
     print(f"stream.stop answered {stop_s:.2f} s after the last push")
+
+
+def push_in_real_time(sidecar: Sidecar, stream_id: str, pcm: bytes, chunk_samples: int) -> list[float]:
+    """Push PCM16 ``pcm`` to the stream in chunks at real-time pace and wait out its length; returns the
+    wall time each chunk was pushed."""
+    pushed_at: list[float] = []
+    started = time.perf_counter()
+    for index, offset in enumerate(range(0, len(pcm) // 2, chunk_samples)):
+        time.sleep(max(0.0, started + offset / SAMPLE_RATE_HZ - time.perf_counter()))
+        chunk = pcm[2 * offset : 2 * (offset + chunk_samples)]
+        sidecar.send("stream.push", {"stream_id": stream_id, "audio": base64.b64encode(chunk).decode()})
+        pushed_at.append(time.perf_counter())
+        if index % 10 == 0:
+            sidecar.drain()
+    time.sleep(max(0.0, started + len(pcm) / 2 / SAMPLE_RATE_HZ - time.perf_counter()))
+    return pushed_at
 
 
 def word_delays(
