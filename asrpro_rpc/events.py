@@ -93,7 +93,8 @@ class StreamPartial(msgspec.Struct, frozen=True, kw_only=True):
     segment_id: int
     """The ``stream.final`` segment these words will belong to."""
     stable: str
-    """Words two consecutive decodes agreed on: within a segment it only grows, never changes."""
+    """Words two consecutive decodes agreed on: within a segment it only grows, never changes (policy
+    ``dictation``: the segment's ``stream.final`` may still revise them, and says so)."""
     unstable: str
     """The latest guess after the stable words; may change with the next decode."""
     start: float
@@ -105,9 +106,13 @@ class StreamPartial(msgspec.Struct, frozen=True, kw_only=True):
 class StreamFinal(msgspec.Struct, frozen=True, kw_only=True):
     stream_id: str
     segment: Segment
-    """Times in seconds from the stream's start; its text starts with the last partial's stable text."""
+    """Times in seconds from the stream's start. Its text starts with the last partial's stable text,
+    unless ``revised``."""
     reason: Literal["silence", "max_length", "stop"]
     """What ended it: a pause, a long utterance trimmed at a sentence end, or ``stream.stop``."""
+    revised: bool = False
+    """Policy ``dictation``: the final decode, which heard the whole utterance, differs from the stable
+    words the partials showed, and its words replace them (show this segment's text in their place)."""
 
 
 NOTIFICATIONS += [

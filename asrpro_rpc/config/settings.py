@@ -41,7 +41,8 @@ class DeviceSettings(msgspec.Struct, frozen=True, kw_only=True):
     compute_type: ComputeType | None = None
     """CTranslate2 compute type; ``None`` picks the best one for the device."""
     cpu_threads: Annotated[int, msgspec.Meta(ge=0, le=1024)] = 0
-    """0 lets the engine decide."""
+    """Threads per transcription; 0: Whisper shares the cores among ``max_concurrent_transcriptions``
+    (on 2 cores one thread each), other engines use every core."""
     max_concurrent_transcriptions: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2
 
 

@@ -86,7 +86,9 @@ class WhisperEngine:
                 device=device,
                 device_index=spec.device_index,
                 compute_type=compute_type,
-                cpu_threads=spec.cpu_threads or default_cpu_threads(),
+                # two workers on two cores: a dictation's decode runs beside a stream's partial or a
+                # file on a core of its own (on 2 cores one thread per decode is also as fast as two)
+                cpu_threads=spec.cpu_threads or default_cpu_threads(spec.max_concurrency),
                 num_workers=max(1, spec.max_concurrency),
                 local_files_only=True,
             )

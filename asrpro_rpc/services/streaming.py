@@ -67,10 +67,16 @@ class StreamStartParams(TranscribeOptions, kw_only=True, frozen=True, forbid_unk
     speech_pad_s: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.2
     """Audio kept before speech starts and after it ends (the realtime shim's ``prefix_padding_ms``)."""
     policy: Literal["dictation", "agreement"] = "dictation"
-    """``dictation``: local agreement, plus a decode as soon as the speaker pauses that is kept as the final
-    one if nothing is said after it (the text is there at once on stop); ``agreement``: LocalAgreement-2
-    alone, a final decode per utterance."""
+    """``dictation``: partials show local agreement's stable words; as soon as the speaker pauses the
+    utterance is decoded as a final, kept as its final if nothing is said after it (the text is there at
+    once on stop), and the final decode's words are the segment's (``stream.final`` ``revised`` when they
+    differ from the stable ones). ``agreement``: LocalAgreement-2 alone, stable words are final."""
     beam_size: Annotated[int, msgspec.Meta(ge=1, le=20)] = 1
+    """Beam of the partial re-decodes."""
+    final_beam_size: Annotated[int, msgspec.Meta(ge=1, le=20)] = 5
+    """Beam of each utterance's final decode (dictation: and of the decode at a pause): 5, as
+    ``transcribe.file``'s default, so that a dictation's text is as accurate as a file's of the same audio
+    (greedy decodes hear "light's invocation" where a beam of 5 hears "lights in the kitchen")."""
     temperature: Temperatures = 0.0
     condition_on_previous_text: bool = False
 
@@ -176,7 +182,15 @@ class StreamingService:
         spec = self.models.resolve(params.model)
         poll_s = _MICROPHONE_POLL_S if params.source == "microphone" else None
         options = with_vocabulary(params.decode_options(), self._vocabulary())
-        stream = LiveStream(f"s{next(self._ids)}", spec.id, options, encoding=params.encoding, poll_s=poll_s)
+        final_options = msgspec.structs.replace(options, beam_size=params.final_beam_size)
+        stream = LiveStream(
+            f"s{next(self._ids)}",
+            spec.id,
+            options,
+            final_options=final_options,
+            encoding=params.encoding,
+            poll_s=poll_s,
+        )
         self._streams[stream.id] = stream
         self._task_group.start_soon(self._worker, stream, params)
         try:
@@ -335,42 +349,77 @@ class StreamingService:
         stream.capture = capture
 
     async def _loop(self, stream: LiveStream, resident: Any) -> None:
+        """Feed audio as it comes and decode what the processor asks for. Interval re-decodes run beside
+        the loop (one at a time, on an engine worker of their own), so that a pause's decode and the final
+        ones start at once instead of waiting for the one in flight; those run in the loop itself."""
         processor = stream.processor
         assert processor is not None
-        while True:
-            if stream.error is not None:
-                raise stream.error
-            audio = stream.take_audio()
-            if audio is None:
-                if stream.stopping:
-                    break
-                await stream.wait_for_audio()
-                continue
-            await anyio.to_thread.run_sync(processor.feed, audio)
+        async with anyio.create_task_group() as interval_decodes:
+            while True:
+                if stream.error is not None:
+                    raise stream.error
+                audio = stream.take_audio()
+                if audio is None:
+                    if stream.stopping:
+                        break
+                    await stream.wait_for_audio()
+                    continue
+                async with stream.decoding:
+                    await anyio.to_thread.run_sync(processor.feed, audio)
+                await self._finish(stream, resident, processor.take_ended())
+                if stream.stopping or not processor.partial_due():
+                    continue
+                if stream.pending_s >= processor.tuning.interval_s:
+                    if stream.pending_s >= self.behind_warning_s:
+                        self._warn(
+                            stream,
+                            "stream_behind",
+                            f"Stream {stream.id}: decoding is {stream.pending_s:.1f} s behind real time; "
+                            "skipping partial re-decodes (finals still come). A smaller model or a "
+                            "longer interval_s keeps up better.",
+                        )
+                    continue
+                if processor.pause_heard():  # dictation: this decode may become the utterance's final
+                    await self._partial(stream, resident, processor.current, *processor.partial_audio())
+                elif not stream.interval_decoding:
+                    stream.interval_decoding = True
+                    wanted = (processor.current, *processor.partial_audio())
+                    interval_decodes.start_soon(self._interval_partial, stream, resident, wanted)
+            async with stream.decoding:
+                processor.flush()
             await self._finish(stream, resident, processor.take_ended())
-            if stream.stopping or not processor.partial_due():
-                continue
-            if stream.pending_s >= processor.tuning.interval_s:
-                if stream.pending_s >= self.behind_warning_s:
-                    self._warn(
-                        stream,
-                        "stream_behind",
-                        f"Stream {stream.id}: decoding is {stream.pending_s:.1f} s behind real time; "
-                        "skipping partial re-decodes (finals still come). A smaller model or a longer "
-                        "interval_s keeps up better.",
-                    )
-                continue
-            await self._partial(stream, resident, processor)
-        processor.flush()
-        await self._finish(stream, resident, processor.take_ended())
+            interval_decodes.cancel_scope.cancel()  # one still running is for an utterance now final
 
-    async def _partial(self, stream: LiveStream, resident: Any, processor: StreamProcessor) -> None:
-        utterance = processor.current
-        assert utterance is not None
-        audio, offset_s = processor.partial_audio()
-        words = await self._decode(stream, resident, audio, offset_s)
-        partial = processor.apply_partial(utterance, words, offset_s + len(audio) / SAMPLE_RATE_HZ)
-        self._announce(stream, processor.take_trimmed(), "max_length")
+    async def _interval_partial(
+        self, stream: LiveStream, resident: Any, wanted: tuple[Utterance | None, Any, float]
+    ) -> None:
+        try:
+            await self._partial(stream, resident, *wanted, final=False)
+        except Exception as exc:  # noqa: BLE001 - the loop raises it
+            stream.error = exc
+        finally:
+            stream.interval_decoding = False
+            stream.wake()
+
+    async def _partial(
+        self,
+        stream: LiveStream,
+        resident: Any,
+        utterance: Utterance | None,
+        audio: Any,
+        offset_s: float,
+        *,
+        final: bool = True,
+    ) -> None:
+        """Decode ``utterance``'s audio (``processor.partial_audio``; ``final``: as finals are decoded) and
+        announce the partial."""
+        processor = stream.processor
+        assert processor is not None and utterance is not None
+        words = await self._decode(stream, resident, audio, offset_s, final=final)
+        async with stream.decoding:
+            partial = processor.apply_partial(utterance, words, offset_s + len(audio) / SAMPLE_RATE_HZ)
+            trimmed = processor.take_trimmed()
+        self._announce(stream, trimmed, "max_length")
         if partial is None:
             return
         self._notify(
@@ -392,23 +441,28 @@ class StreamingService:
             if words is None:
                 assert utterance.audio is not None
                 start_s = utterance.start / SAMPLE_RATE_HZ
-                words = await self._decode(stream, resident, utterance.audio, start_s)
+                words = await self._decode(stream, resident, utterance.audio, start_s, final=True)
             segment = stream.processor.finalize(utterance, words)
-            self._announce(stream, [segment] if segment else [], utterance.reason)
+            self._announce(stream, [segment] if segment else [], utterance.reason, revised=utterance.revised)
 
-    def _announce(self, stream: LiveStream, segments: list[Segment], reason: EndReason) -> None:
+    def _announce(
+        self, stream: LiveStream, segments: list[Segment], reason: EndReason, *, revised: bool = False
+    ) -> None:
         for segment in segments:
             stream.segments.append(segment)
             written = stream.written(segment)
-            self._notify("stream.final", StreamFinal(stream_id=stream.id, segment=written, reason=reason))
+            final = StreamFinal(stream_id=stream.id, segment=written, reason=reason, revised=revised)
+            self._notify("stream.final", final)
 
-    async def _decode(self, stream: LiveStream, resident: Any, audio: Any, offset_s: float) -> list[Word]:
-        """Decode ``audio`` in the engine process; words in stream time."""
+    async def _decode(
+        self, stream: LiveStream, resident: Any, audio: Any, offset_s: float, *, final: bool = False
+    ) -> list[Word]:
+        """Decode ``audio`` in the engine process (``final``: with the final decodes' options); words in
+        stream time."""
+        base = stream.final_options if final else stream.options
         budget = _TOKENS_BASE + math.ceil(_TOKENS_PER_S * len(audio) / SAMPLE_RATE_HZ)
-        max_new_tokens = min(stream.options.max_new_tokens or budget, budget)
-        options = msgspec.structs.replace(
-            stream.options, prompt=stream.prompt(), max_new_tokens=max_new_tokens
-        )
+        max_new_tokens = min(base.max_new_tokens or budget, budget)
+        options = msgspec.structs.replace(base, prompt=stream.prompt(), max_new_tokens=max_new_tokens)
         pcm = audio.astype("<f4").tobytes()
         started_s = time.perf_counter()
         transcript = await run_blocking(

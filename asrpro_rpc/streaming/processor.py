@@ -5,15 +5,20 @@ silence gets a final decode. Decoding itself is the caller's job (``partial_audi
 
 Two policies (``StreamTuning.policy``):
 
-- ``agreement``: LocalAgreement-2 alone; every utterance gets its own final decode when it ends.
-- ``dictation`` (the default): the same, plus endpointing. As soon as the speaker has paused for
-  ``speech_pad_s``, the utterance is decoded at once (not at the next interval). That decode hears all of
-  the speech and its trailing pad; while nothing more is said it is not repeated (re-decoding silence only
+- ``agreement``: LocalAgreement-2 alone. Stable words are final: an utterance's final decode only adds the
+  words after them.
+- ``dictation`` (the default): endpointing, and the final decode has the last word. As soon as the speaker
+  has paused for ``speech_pad_s``, the utterance is decoded at once (not at the next interval), as a final
+  decode is (the caller decodes it as it decodes finals: ``pause_heard``). That decode hears all of the
+  speech and its trailing pad; while nothing more is said it is not repeated (re-decoding silence only
   costs CPU and invites hallucinations), and when the utterance ends with no speech after it (the user let
   go of the key, or the pause grew into silence) it *is* the final decode: the text is ready when the user
-  stops, because the work was done while they paused. Its words are committed then, never earlier: a
-  decode at a mid-sentence pause hears a fragment ("Please vote." for "Please open the door"), so only
-  local agreement commits while the utterance is open.
+  stops, because the work was done while they paused. Partials still show local agreement's stable words
+  (never changed by a later partial), but the final decode heard the whole utterance, as a file
+  transcription does, so its words are the segment's; where they differ from the stable ones the segment
+  is ``revised`` (partials of a growing utterance hear "light's invocation" for "lights in the kit…";
+  the whole utterance is heard right). Stable words are not committed at a pause: a decode at a
+  mid-sentence pause hears a fragment ("Please vote." for "Please open the door").
 
 Memory stays flat: only the open utterance's audio (plus a short pre-roll) is held, and an utterance
 longer than ``max_buffer_s`` is trimmed at its last stable word, whose words are finalized then.
@@ -56,7 +61,8 @@ class StreamTuning(msgspec.Struct, frozen=True, kw_only=True):
     """An open utterance with nothing stable is force-ended here (Whisper sees at most 30 s)."""
     gate: GateTuning = GateTuning()
     policy: Literal["dictation", "agreement"] = "dictation"
-    """``dictation``: local agreement plus endpoint decodes at pauses; ``agreement``: local agreement only."""
+    """``dictation``: endpoint decodes at pauses, the final decode's words win; ``agreement``: local agreement
+    only, stable words are final."""
 
 
 class Partial(msgspec.Struct, frozen=True):
@@ -81,12 +87,19 @@ class Utterance:
         self.stable: list[Word] = []
         """Stable words not finalized yet."""
         self.decoded_to = start
+        """Where the latest decode asked for (``partial_audio``) ends."""
+        self.applied_to = start
+        """Where the latest decode applied ends: one that ends before it (it ran beside a later one and
+        finished after it) is stale."""
         self.speech_end = start
         """Where its speech was last heard (the gate's last speech window)."""
         self.covered: list[Word] | None = None
         """Words of a decode that heard all the speech and its pad (dictation); None once speech goes on."""
         self.final_words: list[Word] | None = None
         """Set when it ends with ``covered`` still valid: the final decode is already done."""
+        self.revised = False
+        """Set by ``finalize`` (dictation): the final decode's words do not start with the stable ones shown
+        (a word or its punctuation changed)."""
 
 
 class StreamProcessor:
@@ -164,7 +177,11 @@ class StreamProcessor:
 
     def partial_due(self) -> bool:
         """Whether the open utterance wants a re-decode: ``interval_s`` of new audio, or (dictation) the
-        speaker has just paused for ``speech_pad_s`` and no decode has heard that yet."""
+        speaker has just paused for ``speech_pad_s`` and no decode has heard that yet.
+
+        Dictation holds an interval's decode back while the speaker is silent: the pause's decode is at
+        most ``speech_pad_s`` away, and a re-decode started now would still be running when it is due.
+        """
         current = self.current
         if current is None:
             return False
@@ -174,7 +191,9 @@ class StreamProcessor:
         current.speech_end = self._gate.speech_end
         if current.covered is not None and self._covers(current.decoded_to, current):
             return False  # nothing said since a decode that heard it all
-        return interval_due or self._audio.end >= current.speech_end + self._pad
+        if self._audio.end >= current.speech_end + self._pad:
+            return True
+        return interval_due and self._audio.end - current.speech_end <= _VAD_LOOKBACK_SAMPLES
 
     def partial_audio(self) -> tuple[np.ndarray, float]:
         """The open utterance's audio and its start in stream seconds (call when ``partial_due``)."""
@@ -182,17 +201,29 @@ class StreamProcessor:
         self.current.decoded_to = self._audio.end
         return self._audio.view(self.current.start, self._audio.end), self.current.start / SAMPLE_RATE_HZ
 
+    def pause_heard(self) -> bool:
+        """Dictation: whether a decode now would hear all of the open utterance's speech and its pad (the
+        speaker has paused), so that it may become the final one and should be decoded as finals are."""
+        current = self.current
+        if self.tuning.policy != "dictation" or current is None:
+            return False
+        current.speech_end = self._gate.speech_end
+        return self._audio.end >= current.speech_end + self._pad
+
     def apply_partial(self, utterance: Utterance, words: list[Word], audio_end_s: float) -> Partial | None:
-        """Pass a re-decode (stream-time words) through local agreement; None if the utterance has ended.
+        """Pass a re-decode (stream-time words) through local agreement; None if the utterance has ended or
+        a later decode was applied first.
 
         Dictation: a decode that heard all of the speech so far and its pad is kept as the final one.
         """
-        if utterance is not self.current:
+        decoded_to = round(audio_end_s * SAMPLE_RATE_HZ)
+        if utterance is not self.current or decoded_to < utterance.applied_to:
             return None
+        utterance.applied_to = decoded_to
         settled_before_s = audio_end_s - self.tuning.settle_s
         utterance.stable += utterance.agreement.insert(words, settled_before_s)
         utterance.speech_end = self._gate.speech_end
-        covers = self._covers(round(audio_end_s * SAMPLE_RATE_HZ), utterance)
+        covers = self._covers(decoded_to, utterance)
         # a decode that heard no words is not trusted as the final one: the final decode gets its own say
         utterance.covered = words if self.tuning.policy == "dictation" and covers and words else None
         self._trim(utterance)
@@ -205,10 +236,20 @@ class StreamProcessor:
         )
 
     def finalize(self, utterance: Utterance, words: list[Word]) -> Segment | None:
-        """The final decode of an ended utterance → its segment (None when nothing was said)."""
-        utterance.stable += utterance.agreement.commit(words)
-        words, utterance.stable = utterance.stable, []
-        return self._segment(words)
+        """The final decode of an ended utterance → its segment (None when nothing was said).
+
+        Agreement: the decode's words after the stable ones are appended to them. Dictation: the decode's
+        words are the segment's (``utterance.revised`` says whether the stable ones differed), unless it
+        heard no words at all, where the stable ones stand.
+        """
+        if self.tuning.policy == "dictation" and words:
+            shown = [w.word.strip() for w in utterance.stable]
+            utterance.revised = shown != [w.word.strip() for w in words[: len(shown)]]
+            final = words
+        else:
+            final = utterance.stable + utterance.agreement.commit(words)
+        utterance.stable = []
+        return self._segment(final)
 
     def take_trimmed(self) -> list[Segment]:
         trimmed, self.trimmed_segments = self.trimmed_segments, []

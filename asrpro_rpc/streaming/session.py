@@ -34,12 +34,16 @@ class LiveStream:
         model_id: str,
         options: TranscribeOptions,
         *,
+        final_options: TranscribeOptions,
         encoding: Encoding,
         poll_s: float | None,
     ) -> None:
         self.id = stream_id
         self.model_id = model_id
         self.options = options
+        """Options of the partial re-decodes."""
+        self.final_options = final_options
+        """Options of the final decodes (a wider beam)."""
         self.encoding = encoding
         self.poll_s = poll_s
         """Set for sources that push from other threads (they can't wake the worker): how often it looks."""
@@ -52,6 +56,10 @@ class LiveStream:
         self.segments: list[Segment] = []
         """Final segments as decoded."""
         self.stopping = False
+        self.decoding = anyio.Lock()
+        """Held while the processor changes (audio fed, a decode applied): a decode lands between feeds."""
+        self.interval_decoding = False
+        """An interval re-decode is running beside the worker's loop."""
         self.ready = anyio.Event()
         self.done = anyio.Event()
         self.error: BaseException | None = None

@@ -17,6 +17,8 @@ def guard_stdout() -> int:
     return protocol_fd
 
 
-def default_cpu_threads() -> int:
-    """Every core this process may use: a lone transcription (the common case) runs at full speed."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+def default_cpu_threads(workers: int = 1) -> int:
+    """The cores this process may use, shared by ``workers`` transcriptions that may run at once (at least
+    one each): they never oversubscribe the cores, as CTranslate2's guide for parallel workers asks."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // max(1, workers))

@@ -102,7 +102,8 @@ def _b64(data: bytes) -> str:
 def check_stable_never_changes(
     partials: list[dict[str, Any]], finals: list[dict[str, Any]], *, words_expected: bool = True
 ) -> None:
-    """Within a segment, each partial's stable text extends the last; the final starts with it.
+    """Within a segment, each partial's stable text extends the last; the final starts with it unless it
+    says it ``revised`` it (policy ``dictation``: the final decode heard the whole utterance).
 
     With ``words_expected`` (real weights on speech) some stable text must exist, or nothing was checked;
     a random model may agree on no words at all, so its callers pass ``words_expected=False``.
@@ -114,8 +115,9 @@ def check_stable_never_changes(
         last_stable[partial["segment_id"]] = partial["stable"]
     if words_expected:
         assert any(last_stable.values()), f"no partial had stable text: {partials}"
-    finals_by_id = {final["segment"]["id"]: final["segment"] for final in finals}
+    finals_by_id = {final["segment"]["id"]: final for final in finals}
     for segment_id, stable in last_stable.items():
         if stable:
             assert segment_id in finals_by_id, (segment_id, stable)
-            assert finals_by_id[segment_id]["text"].startswith(stable), (stable, finals_by_id[segment_id])
+            final = finals_by_id[segment_id]
+            assert final["revised"] or final["segment"]["text"].startswith(stable), (stable, final)
