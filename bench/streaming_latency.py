@@ -145,7 +145,11 @@ def main() -> None:
         f"interval {args.interval_s} s, policy {args.policy}"
     )
     print(f"text: {summary['text']}")
-    print(f"words {len(delays)}, partials {partials}, finals {len(summary['segments'])}")
+    revised = sum(1 for _, n in sidecar.notifications if n["method"] == "stream.final" and n["params"]["revised"])
+    print(
+        f"words {len(delays)}, partials {partials}, finals {len(summary['segments'])} "
+        f"({revised} revised the stable words)"
+    )
     if delays:
         p95 = statistics.quantiles(delays, n=20)[-1] if len(delays) > 1 else delays[0]
         print(

@@ -262,6 +262,8 @@ def _transcribe_kwargs(options: TranscribeOptions) -> dict[str, Any]:
         "condition_on_previous_text": options.condition_on_previous_text,
         "max_new_tokens": options.max_new_tokens,
     }
+    if options.repetition_penalty is not None:
+        kwargs["repetition_penalty"] = options.repetition_penalty
     hotwords = VocabularyRules.of(options.vocabulary).hotwords()
     if hotwords is not None:
         kwargs["hotwords"] = hotwords

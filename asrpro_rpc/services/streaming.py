@@ -79,6 +79,9 @@ class StreamStartParams(TranscribeOptions, kw_only=True, frozen=True, forbid_unk
     (greedy decodes hear "light's invocation" where a beam of 5 hears "lights in the kitchen")."""
     temperature: Temperatures = 0.0
     condition_on_previous_text: bool = False
+    repetition_penalty: Annotated[float, msgspec.Meta(ge=1.0, le=2.0)] | None = 1.1
+    """A beam-5 decode of a short utterance after a prompt can loop ("The low world. I'm sorry, I'm sorry,
+    I'm sorry, I"); 1.1 stops that and, on 120 espeak-ng clips, moved whisper-base's WER 0.109 -> 0.104."""
 
     def decode_options(self) -> TranscribeOptions:
         """Per-decode options: word timestamps on (local agreement needs them), our VAD instead of theirs."""

@@ -55,14 +55,23 @@ class StreamTuning(msgspec.Struct, frozen=True, kw_only=True):
     """Audio kept before speech starts and after it ends."""
     max_buffer_s: float = 15.0
     """An open utterance longer than this is trimmed at its last stable (preferably sentence-ending) word."""
-    settle_s: float = 1.0
-    """Only words ending this long before a decode's audio end can become stable (see ``LocalAgreement``)."""
+    settle_s: float | None = None
+    """Only words ending this long before a decode's audio end can become stable (see ``LocalAgreement``);
+    None: 0.6 s under ``dictation`` (its finals may revise stable words) and 1.0 s under ``agreement``
+    (stable words are final: two decodes agreed on "lights invocation" for "lights in the kit…" 0.8 s
+    before their end)."""
     hard_limit_s: float = 28.0
     """An open utterance with nothing stable is force-ended here (Whisper sees at most 30 s)."""
     gate: GateTuning = GateTuning()
     policy: Literal["dictation", "agreement"] = "dictation"
     """``dictation``: endpoint decodes at pauses, the final decode's words win; ``agreement``: local agreement
     only, stable words are final."""
+
+    @property
+    def settle_window_s(self) -> float:
+        if self.settle_s is not None:
+            return self.settle_s
+        return 0.6 if self.policy == "dictation" else 1.0
 
 
 class Partial(msgspec.Struct, frozen=True):
@@ -177,11 +186,7 @@ class StreamProcessor:
 
     def partial_due(self) -> bool:
         """Whether the open utterance wants a re-decode: ``interval_s`` of new audio, or (dictation) the
-        speaker has just paused for ``speech_pad_s`` and no decode has heard that yet.
-
-        Dictation holds an interval's decode back while the speaker is silent: the pause's decode is at
-        most ``speech_pad_s`` away, and a re-decode started now would still be running when it is due.
-        """
+        speaker has just paused for ``speech_pad_s`` and no decode has heard that yet."""
         current = self.current
         if current is None:
             return False
@@ -191,9 +196,7 @@ class StreamProcessor:
         current.speech_end = self._gate.speech_end
         if current.covered is not None and self._covers(current.decoded_to, current):
             return False  # nothing said since a decode that heard it all
-        if self._audio.end >= current.speech_end + self._pad:
-            return True
-        return interval_due and self._audio.end - current.speech_end <= _VAD_LOOKBACK_SAMPLES
+        return interval_due or self._audio.end >= current.speech_end + self._pad
 
     def partial_audio(self) -> tuple[np.ndarray, float]:
         """The open utterance's audio and its start in stream seconds (call when ``partial_due``)."""
@@ -220,7 +223,7 @@ class StreamProcessor:
         if utterance is not self.current or decoded_to < utterance.applied_to:
             return None
         utterance.applied_to = decoded_to
-        settled_before_s = audio_end_s - self.tuning.settle_s
+        settled_before_s = audio_end_s - self.tuning.settle_window_s
         utterance.stable += utterance.agreement.insert(words, settled_before_s)
         utterance.speech_end = self._gate.speech_end
         covers = self._covers(decoded_to, utterance)

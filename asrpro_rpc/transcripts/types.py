@@ -93,6 +93,8 @@ class TranscribeOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     condition_on_previous_text: bool = True
     batch_size: Annotated[int, msgspec.Meta(ge=1, le=64)] | None = None
     max_new_tokens: Annotated[int, msgspec.Meta(ge=1, le=448)] | None = None
+    repetition_penalty: Annotated[float, msgspec.Meta(ge=1.0, le=2.0)] | None = None
+    """Over 1 discourages repeating tokens already decoded (Whisper); streams use 1.1 (see stream.start)."""
     min_confidence: float | None = None
     vocabulary: Vocabulary | None = None
     """Overrides the ``vocabulary.*`` settings (the user's dictionary) field by field."""

@@ -46,17 +46,19 @@ _Reply = hp.ToParent | errors.AsrproError
 
 CHILD_ENV_DEFAULTS = {
     "HF_HUB_OFFLINE": "1",
-    "MALLOC_MMAP_THRESHOLD_": str(8 << 20),
+    "MALLOC_MMAP_THRESHOLD_": str(64 << 20),
     "MALLOC_ARENA_MAX": "2",
 }
 """Set in the child unless the environment says otherwise. It never reaches the hub. glibc's malloc maps
-blocks over 8 MiB (an engine's feature matrices, decoded windows) straight from the OS and returns them
-on free; left dynamic, its threshold rises after the first such free, later ones come from the heap, and
-an engine's peak memory drifts by 100-150 MB with its allocation history (measured 10/30/60-minute
-files: 430-510 MB beyond the samples, 370-395 MB with this; a 1 MiB threshold saves 40 MB more but
-costs 10-20% speed). Two malloc arenas: each new request thread otherwise gets an arena of its own, and
-batched decoding's buffers left in them raised the peak over twelve cancelled hour-long files from 385 to
-478 MB (423 -> 440 MB with two)."""
+blocks over 64 MiB (a 30 s window's encoder attention, batched decoding's buffers) straight from the OS and
+returns them on free; left dynamic, its threshold rises after the first such free, later ones come from
+the heap, and an engine's peak memory drifts by 100-150 MB with its allocation history (measured
+10/30/60-minute files: 430-510 MB beyond the samples, 370-395 MB with an 8 MiB threshold). 8 MiB also
+mapped a stream decode's 24-48 MB attention buffers afresh every decode, faulting their pages in each time:
+18 stream decodes of whisper-base took 10-12.5 s with it and 6.3 s with 64 MiB (the memory tests, a
+30-minute file, cancels and lying headers, pass with either). Two malloc arenas: each new request thread
+otherwise gets an arena of its own, and batched decoding's buffers left in them raised the peak over twelve
+cancelled hour-long files from 385 to 478 MB (423 -> 440 MB with two)."""
 
 
 class EngineHost:

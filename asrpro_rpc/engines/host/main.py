@@ -107,7 +107,10 @@ class EngineHostServer:
             replies = [hp.Progress(request_id, 1.0, "transcribing"), hp.Result(request_id, transcript)]
         finally:
             self._cancels.pop(request_id, None)
-        release_free_memory()  # before answering, so the next request finds the memory returned
+        if isinstance(message, hp.Transcribe):
+            # before answering, so the next request finds the memory returned; not after a stream's
+            # decodes (short, several a second): their pages would only be faulted back in by the next
+            release_free_memory()
         for reply in replies:
             self._send(reply)
 

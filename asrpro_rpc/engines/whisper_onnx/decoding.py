@@ -96,9 +96,15 @@ class WhisperSessions:
         return codes[best], float(probabilities[best])
 
     def decode(
-        self, states: Any, prompt: list[int], max_new_tokens: int, is_cancelled: Callable[[], bool]
+        self,
+        states: Any,
+        prompt: list[int],
+        max_new_tokens: int,
+        is_cancelled: Callable[[], bool],
+        repetition_penalty: float = 1.0,
     ) -> Decoded:
-        """Greedy tokens after ``prompt`` until end-of-text or ``max_new_tokens``."""
+        """Greedy tokens after ``prompt`` until end-of-text or ``max_new_tokens``; tokens already decoded
+        score ``repetition_penalty`` times worse (as CTranslate2's penalty)."""
         import numpy as np
 
         vocabulary = self.vocabulary
@@ -114,6 +120,11 @@ class WhisperSessions:
             if is_cancelled():
                 raise errors.RequestCancelled("The transcription was cancelled.")
             scores = self._apply_rules(logits[0, -1].astype(np.float64), tokens)
+            if repetition_penalty != 1.0 and tokens:
+                seen = np.unique(tokens)
+                scores[seen] = np.where(
+                    scores[seen] > 0, scores[seen] / repetition_penalty, scores[seen] * repetition_penalty
+                )
             logprob = _log_softmax(scores)
             token = int(scores.argmax())
             tokens.append(token)

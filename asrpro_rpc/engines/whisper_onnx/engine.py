@@ -135,7 +135,9 @@ class WhisperOnnxEngine:
             if vocabulary.languages:
                 task = vocabulary.translate if options.task == "translate" else vocabulary.transcribe
                 prompt += [vocabulary.languages[language], task]
-            decoded = sessions.decode(states, prompt, options.max_new_tokens or 448, is_cancelled)
+            decoded = sessions.decode(
+                states, prompt, options.max_new_tokens or 448, is_cancelled, options.repetition_penalty or 1.0
+            )
             for segment in split_segments(
                 decoded,
                 vocabulary,
