@@ -303,3 +303,42 @@ def test_parakeet_streams_through_the_same_policy(
     check_stable_never_changes(partials, finals)
     assert [f["segment"] for f in finals] == summary["segments"]
     assert all(0 <= s["start"] <= s["end"] <= summary["duration"] for s in summary["segments"])
+
+
+DICTATIONS = (
+    "Please open the door and turn on the lights in the kitchen. Speech recognition works offline.",
+    "Today is Monday and the weather is sunny and warm. Hello world.",
+    "I would like to order two coffees and a glass of water, please.",
+    "Send the quarterly report to the finance team before Friday afternoon.",
+)
+
+
+@pytest.mark.real_weights
+def test_a_dictation_is_as_accurate_as_a_file_of_it(
+    model_cache: Path, tmp_path: Path, speak: Callable[[str, str], Path]
+) -> None:
+    """Policy dictation: each utterance's final decode hears it whole, with the file's beam, and its words
+    replace the stable ones where they differ (the final says ``revised``), so the stream's text is as
+    accurate as ``transcribe.file`` of the same audio (corpus WER within 0.02, whisper-base)."""
+    env = {"ASRPRO_MODELS_DIR": str(model_cache), "ASRPRO_CONFIG_DIR": str(tmp_path / "config")}
+    sidecar = Sidecar(env=env)
+    references, streamed, filed = [], [], []
+    try:
+        for index, text in enumerate(DICTATIONS):
+            wav = speak(text, f"dictation{index}")
+            result = sidecar.call(
+                "transcribe.file", {"path": str(wav), "model": "whisper-base", "language": "en"}
+            )
+            params = {"model": "whisper-base", "language": "en", "policy": "dictation"}
+            stream_id = sidecar.call("stream.start", params, timeout_s=60)["stream_id"]
+            push_paced(sidecar, stream_id, pcm16(wav) + silence(0.3), random.Random(index))
+            summary = sidecar.call("stream.stop", {"stream_id": stream_id}, timeout_s=120)
+            partials = of(sidecar, "stream.partial", stream_id)
+            check_stable_never_changes(partials, of(sidecar, "stream.final", stream_id), words_expected=False)
+            references.append(text)
+            streamed.append(summary["text"])
+            filed.append(result["text"])
+    finally:
+        sidecar.kill()
+    corpus = " ".join(references)
+    assert wer(corpus, " ".join(streamed)) <= wer(corpus, " ".join(filed)) + 0.02, (streamed, filed)

@@ -12,7 +12,7 @@ import pytest
 
 from asrpro_rpc.streaming.agreement import LocalAgreement, normalize
 from asrpro_rpc.streaming.buffer import AudioWindow
-from asrpro_rpc.streaming.processor import StreamProcessor, StreamTuning
+from asrpro_rpc.streaming.processor import StreamProcessor, StreamTuning, Utterance
 from asrpro_rpc.streaming.vad import GateTuning, SileroVad, SpeechGate
 from asrpro_rpc.transcripts.types import Word
 
@@ -223,3 +223,42 @@ def test_speech_after_the_pause_decode_still_gets_a_final_decode(
     processor.flush()
     ended = processor.take_ended()
     assert ended[-1].reason == "stop" and ended[-1].final_words is None and ended[-1].audio is not None
+
+
+@pytest.mark.parametrize("policy", ["dictation", "agreement"])
+def test_the_final_decode_revises_stable_words_only_under_dictation(policy: str) -> None:
+    """Two partials agree on "light invocation"; the final decode, which heard the whole utterance, says
+    "lights in the kitchen": dictation takes its words (revised), agreement keeps the stable ones."""
+    processor = StreamProcessor(_AlwaysSpeech(), StreamTuning(policy=policy, settle_s=0.0))  # type: ignore[arg-type]
+    processor.feed(np.zeros(3 * RATE, dtype=np.float32))
+    utterance = processor.current
+    assert utterance is not None
+    heard = words(("turn", 0.0, 0.3), ("light", 0.4, 0.7), ("invocation", 0.8, 1.4))
+    for end_s in (2.0, 2.5):
+        processor.partial_audio()
+        processor.apply_partial(utterance, heard, end_s)
+    assert _stable_text(utterance) == "turn light invocation"
+    processor.flush()
+    (ended,) = processor.take_ended()
+    final = words(("turn", 0.0, 0.3), ("lights", 0.4, 0.7), ("in", 0.75, 0.85), ("the", 0.9, 1.0))
+    segment = processor.finalize(ended, [*final, Word(" kitchen.", 1.0, 1.4)])
+    assert segment is not None
+    if policy == "dictation":
+        assert ended.revised and segment.text == "turn lights in the kitchen."
+    else:
+        assert not ended.revised and segment.text == "turn light invocation"
+
+
+def test_a_stale_decode_is_dropped() -> None:
+    """A re-decode that finished after a later one (they ran side by side) changes nothing."""
+    processor = StreamProcessor(_AlwaysSpeech(), StreamTuning(settle_s=0.0))
+    processor.feed(np.zeros(3 * RATE, dtype=np.float32))
+    utterance = processor.current
+    assert utterance is not None
+    assert processor.apply_partial(utterance, words(("hello", 0.0, 0.4)), 2.5) is not None
+    assert processor.apply_partial(utterance, words(("yellow", 0.0, 0.4)), 2.0) is None
+    assert [w.word for w in utterance.agreement.unstable] == [" hello"]
+
+
+def _stable_text(utterance: Utterance) -> str:
+    return "".join(w.word for w in utterance.stable).strip()
