@@ -26,6 +26,7 @@ from asrpro_rpc import errors
 from asrpro_rpc.audio.pcm import Encoding
 from asrpro_rpc.engines.base import LoadInfo, LoadSpec, SegmentSink
 from asrpro_rpc.engines.host import frames as hp
+from asrpro_rpc.engines.host.allocator import FILE_MMAP_THRESHOLD
 from asrpro_rpc.transcripts.types import TranscribeOptions, Transcript
 
 log = logging.getLogger(__name__)
@@ -46,19 +47,17 @@ _Reply = hp.ToParent | errors.AsrproError
 
 CHILD_ENV_DEFAULTS = {
     "HF_HUB_OFFLINE": "1",
-    "MALLOC_MMAP_THRESHOLD_": str(64 << 20),
+    "MALLOC_MMAP_THRESHOLD_": str(FILE_MMAP_THRESHOLD),
     "MALLOC_ARENA_MAX": "2",
 }
 """Set in the child unless the environment says otherwise. It never reaches the hub. glibc's malloc maps
-blocks over 64 MiB (a 30 s window's encoder attention, batched decoding's buffers) straight from the OS and
-returns them on free; left dynamic, its threshold rises after the first such free, later ones come from
-the heap, and an engine's peak memory drifts by 100-150 MB with its allocation history (measured
-10/30/60-minute files: 430-510 MB beyond the samples, 370-395 MB with an 8 MiB threshold). 8 MiB also
-mapped a stream decode's 24-48 MB attention buffers afresh every decode, faulting their pages in each time:
-18 stream decodes of whisper-base took 10-12.5 s with it and 6.3 s with 64 MiB (the memory tests, a
-30-minute file, cancels and lying headers, pass with either). Two malloc arenas: each new request thread
-otherwise gets an arena of its own, and batched decoding's buffers left in them raised the peak over twelve
-cancelled hour-long files from 385 to 478 MB (423 -> 440 MB with two)."""
+blocks over 8 MiB (an engine's feature matrices, decoded windows) straight from the OS and returns them
+on free; left dynamic, its threshold rises after the first such free, later ones come from the heap, and
+an engine's peak memory drifts by 100-150 MB with its allocation history (measured 10/30/60-minute
+files: 430-510 MB beyond the samples, 370-395 MB with this; 64 MiB drifted too: 501/589/566 MB). While only
+a stream's decodes run the child raises it (``allocator.AllocatorPolicy``). Two malloc arenas: each new
+request thread otherwise gets an arena of its own, and batched decoding's buffers left in them raised the
+peak over twelve cancelled hour-long files from 385 to 478 MB (423 -> 440 MB with two)."""
 
 
 class EngineHost:

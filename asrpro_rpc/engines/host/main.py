@@ -22,6 +22,7 @@ from asrpro_rpc import errors
 from asrpro_rpc.audio.pcm import samples_from_bytes
 from asrpro_rpc.engines.base import Engine
 from asrpro_rpc.engines.host import frames as hp
+from asrpro_rpc.engines.host.allocator import AllocatorPolicy
 from asrpro_rpc.engines.host.priority import PriorityGate, priority_of
 from asrpro_rpc.transcripts.types import Segment
 
@@ -44,6 +45,7 @@ class EngineHostServer:
         self._engine_lock = threading.Lock()
         self._cancels: dict[int, threading.Event] = {}
         self._priority = PriorityGate()
+        self._allocator = AllocatorPolicy()
 
     def serve(self) -> None:
         """Handle commands until ``Shutdown`` or the end of stdin (the sidecar went away)."""
@@ -97,6 +99,8 @@ class EngineHostServer:
 
     def _transcribe(self, message: hp.Transcribe | hp.TranscribeAudio) -> None:
         request_id = message.request_id
+        file = isinstance(message, hp.Transcribe)
+        self._allocator.started(file=file)
         try:
             transcript = self._run_transcription(message, self._cancels[request_id])
         except Exception as exc:
@@ -107,10 +111,7 @@ class EngineHostServer:
             replies = [hp.Progress(request_id, 1.0, "transcribing"), hp.Result(request_id, transcript)]
         finally:
             self._cancels.pop(request_id, None)
-        if isinstance(message, hp.Transcribe):
-            # before answering, so the next request finds the memory returned; not after a stream's
-            # decodes (short, several a second): their pages would only be faulted back in by the next
-            release_free_memory()
+        self._allocator.finished(file=file)
         for reply in replies:
             self._send(reply)
 
@@ -158,31 +159,6 @@ class EngineHostServer:
         finally:
             if stream is not None:
                 stream.close()
-
-
-def release_free_memory() -> None:
-    """Hand the allocator's free pages back to the OS (glibc ``malloc_trim``; elsewhere a no-op).
-
-    Freed blocks under the mmap threshold otherwise stay resident, fragmented across the per-thread arenas
-    of past requests. Twelve hour-long transcriptions cancelled in a row (with a short one after each):
-    idle RSS 218 -> 335 MB and peak 360 -> 529 MB before (a reference cycle through the cancel's traceback
-    also held each window until a full collection); 178 -> 184 MB and 360 -> 395 MB without the cycle;
-    141 -> 143 MB and a flat 356 MB peak with this as well.
-    """
-    global _malloc_trim
-    if _malloc_trim is None:
-        import ctypes
-        import ctypes.util
-
-        try:
-            _malloc_trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-        except (OSError, AttributeError):  # not glibc (macOS, Windows, musl)
-            _malloc_trim = False
-    if _malloc_trim:
-        _malloc_trim(0)
-
-
-_malloc_trim: Any = None
 
 
 def _samples(message: hp.TranscribeAudio) -> Any:
