@@ -27,14 +27,13 @@ from tests.support.virtual_mic import VirtualMic, source_output_specs, stereo_si
 from tests.support.wer import wer
 
 GAP_S = 1.2
-SENTENCE_WER = {"whisper-tiny.en": 0.6, "whisper-base": 0.34}
-"""One sentence's bound: in the 20 s encoder window short audio gets, tiny.en hears "Speech recognition
-works offline on this computer" started 0.1 s into silence as "The recognition works of the anonymous
-computer" (4 of 7), and base sometimes hears "lights in the kitchen" as "light-s invocation" (4 of 12, as
-the 30 s window does for some starts too); over 90 clips the window is as accurate as the 30 s one
-(``bench/encoder_window.py``)."""
-STREAM_WER = {"whisper-tiny.en": 0.25, "whisper-base": 0.2}
-"""The whole stream's bound (tiny.en: that sentence and "Today is Monday", which it misreads anyway)."""
+SENTENCE_WER = {"whisper-tiny.en": 0.5, "whisper-base": 0.3}
+"""One sentence's bound. Finals are decoded with a beam of 5 over the whole utterance (policy dictation), as
+a file is: with greedy finals in the 20 s encoder window, tiny.en heard "Speech recognition works offline
+on this computer" as "The recognition works of the anonymous computer" and base "lights in the kitchen"
+as "light-s invocation", and these bounds had been relaxed to 0.6 / 0.34."""
+STREAM_WER = {"whisper-tiny.en": 0.2, "whisper-base": 0.2}
+"""The whole stream's bound (tiny.en misreads "Today is Monday" even offline)."""
 
 
 @pytest.fixture
