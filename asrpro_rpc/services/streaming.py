@@ -383,7 +383,8 @@ class StreamingService:
                         )
                     continue
                 if processor.pause_heard():  # dictation: this decode may become the utterance's final
-                    await self._partial(stream, resident, processor.current, *processor.partial_audio())
+                    wanted = (processor.current, *processor.partial_audio())
+                    await self._partial(stream, resident, *wanted, final=True)
                 elif not stream.interval_decoding:
                     stream.interval_decoding = True
                     wanted = (processor.current, *processor.partial_audio())
@@ -412,7 +413,7 @@ class StreamingService:
         audio: Any,
         offset_s: float,
         *,
-        final: bool = True,
+        final: bool,
     ) -> None:
         """Decode ``utterance``'s audio (``processor.partial_audio``; ``final``: as finals are decoded) and
         announce the partial."""
