@@ -86,10 +86,12 @@ class WhisperEngine:
                 device=device,
                 device_index=spec.device_index,
                 compute_type=compute_type,
-                # two workers on two cores: a dictation's decode runs beside a stream's partial or a
-                # file on a core of its own (on 2 cores one thread per decode is also as fast as two)
+                # The cores are shared among the transcription slots (on 2 cores one thread per decode,
+                # as fast as two here), and interactive requests have slots of their own (the model
+                # manager's), so they get workers of their own too: CTranslate2 queues calls beyond its
+                # workers first come, first served, and a dictation would wait behind a file's batch.
                 cpu_threads=spec.cpu_threads or default_cpu_threads(spec.max_concurrency),
-                num_workers=max(1, spec.max_concurrency),
+                num_workers=2 * max(1, spec.max_concurrency),
                 local_files_only=True,
             )
 
