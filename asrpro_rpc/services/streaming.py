@@ -382,12 +382,14 @@ class StreamingService:
                             "longer interval_s keeps up better.",
                         )
                     continue
-                if processor.pause_heard():  # dictation: this decode may become the utterance's final
-                    wanted = (processor.current, *processor.partial_audio())
+                final = processor.pause_heard()  # dictation: this decode may become the utterance's final
+                if not final and stream.interval_decoding:
+                    continue
+                wanted = (processor.current, *processor.partial_audio())
+                if final:
                     await self._partial(stream, resident, *wanted, final=True)
-                elif not stream.interval_decoding:
+                else:
                     stream.interval_decoding = True
-                    wanted = (processor.current, *processor.partial_audio())
                     interval_decodes.start_soon(self._interval_partial, stream, resident, wanted)
             async with stream.decoding:
                 processor.flush()

@@ -191,12 +191,10 @@ class StreamProcessor:
         if current is None:
             return False
         interval_due = self._audio.end - current.decoded_to >= self.tuning.interval_s * SAMPLE_RATE_HZ
-        if self.tuning.policy != "dictation":
+        if not self.pause_heard():
             return interval_due
-        current.speech_end = self._gate.speech_end
-        if current.covered is not None and self._covers(current.decoded_to, current):
-            return False  # nothing said since a decode that heard it all
-        return interval_due or self._audio.end >= current.speech_end + self._pad
+        # nothing said since a decode that heard it all: no need to decode again
+        return current.covered is None or not self._covers(current.decoded_to, current)
 
     def partial_audio(self) -> tuple[np.ndarray, float]:
         """The open utterance's audio and its start in stream seconds (call when ``partial_due``)."""
