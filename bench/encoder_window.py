@@ -1,11 +1,11 @@
-"""Whisper's short encoder window: accuracy and speed of 20 s against faster-whisper's 30 s, one run.
+"""Whisper's encoder windows: accuracy and speed of ``full`` (30 s), ``short`` (20 s) and ``fit``, one run.
 
-Usage: python bench/encoder_window.py MODEL_DIR [MODEL_DIR ...]   (CTranslate2 Whisper directories)
-30 espeak-ng sentences, each with 0 / 0.15 / 0.25 s of silence before it (where a stream's VAD may start
-an utterance) and 0.3 s after, are transcribed by faster-whisper's ``WhisperModel`` and by the sidecar's
-``ShortWindowWhisperModel`` (``engines/whisper_window.py``) with the same weights and the stream's decode
-options. Prints corpus WER of each, the ratio of their total decode times, and the encoder alone on 3,000
-vs 2,000 frames.
+Usage: python bench/encoder_window.py [--beam-size 1] [--threads 1] MODEL_DIR [MODEL_DIR ...]
+(CTranslate2 Whisper directories). 30 espeak-ng sentences, each with 0 / 0.15 / 0.25 s of silence before
+it (where a stream's VAD may start an utterance) and 0.3 s after, are transcribed by the sidecar's
+``WindowedWhisperModel`` (``engines/whisper_window.py``) in each window, interleaved clip by clip, with a
+stream's decode options (greedy, as partials; ``--beam-size 5`` as finals and files). Prints corpus WER of
+each window, its total decode time against ``full``'s, and the encoder alone on 3,000 vs 2,000 frames.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from asrpro_rpc.engines.whisper_window import SHORT_WINDOW_FRAMES, short_window_model_class  # noqa: E402
+from asrpro_rpc.engines.whisper_window import SHORT_WINDOW_FRAMES, windowed_model_class  # noqa: E402
 from tests.support.wer import wer  # noqa: E402
 
 SENTENCES = (
@@ -58,13 +58,14 @@ SENTENCES = (
 )
 LEADS_S = (0.0, 0.15, 0.25)
 TAIL_S = 0.3
+WINDOWS = ("full", "short", "fit")
 DECODE = {
     "language": "en",
-    "beam_size": 1,
     "temperature": 0.0,
     "condition_on_previous_text": False,
     "word_timestamps": True,
     "vad_filter": False,
+    "repetition_penalty": 1.1,
 }
 
 
@@ -76,33 +77,30 @@ def speak(text: str, folder: Path, index: int) -> np.ndarray:
         return np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").astype(np.float32) / 32768
 
 
-def bench(model_dir: str, clips: list[np.ndarray]) -> None:
-    from faster_whisper import WhisperModel
-
-    models = {
-        "30 s (faster-whisper)": WhisperModel(model_dir, device="cpu", compute_type="int8"),
-        "20 s (short window)": short_window_model_class()(model_dir, device="cpu", compute_type="int8"),
-    }
-    errors = dict.fromkeys(models, 0.0)
-    seconds = dict.fromkeys(models, 0.0)
+def bench(model_dir: str, clips: list[np.ndarray], beam_size: int, threads: int) -> None:
+    model = windowed_model_class()(model_dir, device="cpu", compute_type="int8", cpu_threads=threads)
+    errors = dict.fromkeys(WINDOWS, 0.0)
+    seconds = dict.fromkeys(WINDOWS, 0.0)
     words = 0
     for lead_s in LEADS_S:
         for text, clip in zip(SENTENCES, clips, strict=True):
             silence = np.zeros(int(lead_s * 16000), dtype=np.float32)
             audio = np.concatenate([silence, clip, np.zeros(int(TAIL_S * 16000), dtype=np.float32)])
             words += len(text.split())
-            for name, model in models.items():  # interleaved: load on the machine hits both alike
+            for window in WINDOWS:  # interleaved: load on the machine hits each alike
                 started = time.perf_counter()
-                segments, _ = model.transcribe(audio, **DECODE)
+                segments, _ = model.transcribe(audio, encoder_window=window, beam_size=beam_size, **DECODE)
                 heard = " ".join(segment.text.strip() for segment in segments)
-                seconds[name] += time.perf_counter() - started
-                errors[name] += wer(text, heard) * len(text.split())
-    print(f"{model_dir}: {len(LEADS_S) * len(clips)} clips, {words} words")
-    for name in models:
-        print(f"  {name:<22} corpus WER {errors[name] / words:.3f}  decode time {seconds[name]:.1f} s")
-    full, short = seconds.values()
-    print(f"  short / full decode time {short / full:.2f}x")
-    encoder(models["30 s (faster-whisper)"])
+                seconds[window] += time.perf_counter() - started
+                errors[window] += wer(text, heard) * len(text.split())
+    clips_n = len(LEADS_S) * len(clips)
+    print(f"{model_dir}: {clips_n} clips, {words} words, beam {beam_size}, {threads} threads")
+    for window in WINDOWS:
+        print(
+            f"  {window:<6} corpus WER {errors[window] / words:.3f}  decode time {seconds[window]:.1f} s"
+            f"  ({seconds[window] / seconds['full']:.2f}x full)"
+        )
+    encoder(model)
 
 
 def encoder(model: object) -> None:
@@ -127,12 +125,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--beam-size", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="CTranslate2 threads (a stream decode has 1)")
     parser.add_argument("model_dirs", nargs="+")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         clips = [speak(text, Path(tmp), index) for index, text in enumerate(SENTENCES)]
     for model_dir in args.model_dirs:
-        bench(model_dir, clips)
+        bench(model_dir, clips, args.beam_size, args.threads)
 
 
 if __name__ == "__main__":

@@ -145,7 +145,8 @@ def main() -> None:
         f"interval {args.interval_s} s, policy {args.policy}"
     )
     print(f"text: {summary['text']}")
-    revised = sum(1 for _, n in sidecar.notifications if n["method"] == "stream.final" and n["params"]["revised"])
+    finals = [n["params"] for _, n in sidecar.notifications if n["method"] == "stream.final"]
+    revised = sum(1 for final in finals if final["revised"])
     print(
         f"words {len(delays)}, partials {partials}, finals {len(summary['segments'])} "
         f"({revised} revised the stable words)"

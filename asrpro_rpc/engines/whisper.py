@@ -22,7 +22,7 @@ import msgspec
 
 from asrpro_rpc import errors
 from asrpro_rpc.engines.base import LoadInfo, LoadProgress, LoadSpec, SegmentSink, load_done
-from asrpro_rpc.engines.whisper_window import short_window_model_class
+from asrpro_rpc.engines.whisper_window import windowed_model_class
 from asrpro_rpc.system.process import default_cpu_threads
 from asrpro_rpc.transcripts.types import Segment, TranscribeOptions, Transcript, Word
 from asrpro_rpc.transcripts.vocabulary import VocabularyRules
@@ -64,7 +64,7 @@ class WhisperEngine:
         try:
             import ctranslate2
 
-            model_class = short_window_model_class()  # imports faster-whisper
+            model_class = windowed_model_class()  # imports faster-whisper
         except ImportError as exc:
             raise errors.EngineUnavailable(
                 f"faster-whisper is not installed ({exc}); install it: pip install 'asrpro-rpc[whisper]'",
@@ -182,7 +182,7 @@ class WhisperEngine:
             # One pipeline per window: it keeps word-timing state between batches, which concurrent
             # requests would share and a cancelled one would leave behind.
             return BatchedInferencePipeline(self._model).transcribe(audio, batch_size=batch_size, **kwargs)
-        return self._model.transcribe(audio, **kwargs)
+        return self._model.transcribe(audio, encoder_window=options.encoder_window, **kwargs)
 
     def unload(self) -> None:
         self._model = None

@@ -1,40 +1,56 @@
-"""A shorter encoder window for short audio: Whisper's encoder sees 20 s instead of 30 s when the audio fits.
+"""Shorter encoder windows for short audio: Whisper's encoder sees 20 s (or just the audio) instead of 30 s.
 
 faster-whisper pads every decode to Whisper's 30 s window, so a 2 s dictation pays for 30 s of encoder. The
 encoder runs on fewer frames (its positional table is sliced), and on CTranslate2's CPU kernels the cost
 falls off a cliff below 30 s: whisper-base int8 on 2 cores encodes 3,000 frames in 0.80-0.90 s and 2,000 in
-0.22 s (tiny.en: 0.36-0.44 s → 0.11 s). Shorter windows than 20 s lose accuracy (the decoder was trained on
-30 s of context and starts to repeat or mishear), 20 s does not: on 18 espeak-ng sentences and sentence
-pairs, corpus WER moved 0.118 → 0.122 (base) and 0.115 → 0.107 (tiny.en) while decodes took about half the
-time (``bench/dictation.py`` prints the effect on streams and short files).
+0.22 s (tiny.en: 0.36-0.44 s → 0.11 s). Two windows (``TranscribeOptions.encoder_window``):
+
+- ``short`` (the default), 20 s when the audio fits: on 18 espeak-ng sentences and sentence pairs, corpus
+  WER moved 0.118 → 0.122 (base) and 0.115 → 0.107 (tiny.en) while decodes took about half the time.
+- ``fit``, the audio plus 2 s: half the time again, as accurate greedily, a little less under beam search
+  (the decoder was trained on 30 s of context). On 30 espeak-ng sentences (1 thread): greedy base 0.144 →
+  0.141 and tiny.en 0.138 → 0.125 against ``short``, at 0.45x / 0.48x the time; beam 5 base 0.096 → 0.125
+  (two lead-ins, 60 clips). So streams' partial re-decodes use it and their finals do not.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import threading
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
+
+from asrpro_rpc.transcripts.types import EncoderWindow
 
 if TYPE_CHECKING:
     import numpy as np
     from faster_whisper import WhisperModel
 
 SHORT_WINDOW_FRAMES = 2000
-"""The encoder window for short audio: 20 s of 10 ms mel frames."""
+"""The ``short`` encoder window: 20 s of 10 ms mel frames."""
+_FULL_WINDOW_FRAMES = 3000
 _FRAMES_PER_S = 100
 _MARGIN_S = 1.0
 """Audio must end this far inside the short window (the decoder wants to see some silence after speech)."""
+FIT_MARGIN_S = 2.0
+"""The ``fit`` window: the audio plus this much, in whole seconds (1 s loses words: greedy base 0.160)."""
 
 _window = threading.local()
 """The frames the current thread's decode encodes (unset: faster-whisper's full window)."""
 
 
-def window_frames(samples: int, sample_rate_hz: int = 16000) -> int | None:
-    """The encoder window for audio of ``samples``: the short one when it fits, else None (the full one)."""
-    fits = samples / sample_rate_hz + _MARGIN_S <= SHORT_WINDOW_FRAMES / _FRAMES_PER_S
-    return SHORT_WINDOW_FRAMES if fits else None
+def window_frames(samples: int, window: EncoderWindow = "short", sample_rate_hz: int = 16000) -> int | None:
+    """The encoder window for audio of ``samples``; None: the full one (``full``, or too long audio)."""
+    audio_s = samples / sample_rate_hz
+    if window == "fit":
+        frames = math.ceil(audio_s + FIT_MARGIN_S) * _FRAMES_PER_S
+    elif window == "short" and audio_s + _MARGIN_S <= SHORT_WINDOW_FRAMES / _FRAMES_PER_S:
+        frames = SHORT_WINDOW_FRAMES
+    else:
+        return None
+    return frames if frames < _FULL_WINDOW_FRAMES else None
 
 
 @contextlib.contextmanager
@@ -59,13 +75,15 @@ def _segments_with(frames: int | None, segments: Iterable[Any]) -> Iterator[Any]
 
 
 @functools.cache
-def short_window_model_class() -> type[WhisperModel]:
-    """faster-whisper's ``WhisperModel`` whose sequential ``transcribe`` encodes short audio in 20 s."""
+def windowed_model_class() -> type[WhisperModel]:
+    """faster-whisper's ``WhisperModel`` whose sequential ``transcribe`` takes an ``encoder_window``."""
     from faster_whisper import WhisperModel
 
-    class ShortWindowWhisperModel(WhisperModel):
-        def transcribe(self, audio: np.ndarray, *args: Any, **kwargs: Any) -> tuple[Iterable[Any], Any]:  # type: ignore[override]
-            frames = window_frames(len(audio))
+    class WindowedWhisperModel(WhisperModel):
+        def transcribe(  # type: ignore[override]
+            self, audio: np.ndarray, *args: Any, encoder_window: EncoderWindow = "short", **kwargs: Any
+        ) -> tuple[Iterable[Any], Any]:
+            frames = window_frames(len(audio), encoder_window)
             with _encoding_with(frames):
                 segments, info = super().transcribe(audio, *args, **kwargs)
             return _segments_with(frames, segments), info
@@ -76,4 +94,4 @@ def short_window_model_class() -> type[WhisperModel]:
                 features = features[..., :frames]
             return super().encode(features)
 
-    return ShortWindowWhisperModel
+    return WindowedWhisperModel

@@ -91,7 +91,7 @@ class Utterance:
         self.end: int | None = None
         self.reason: EndReason = "silence"
         self.audio: np.ndarray | None = None
-        """Set when it ends: the audio of its last, final decode."""
+        """Set when it ends: its audio, for its final decode (unless ``final_words`` has one done)."""
         self.agreement = LocalAgreement()
         self.stable: list[Word] = []
         """Stable words not finalized yet."""
@@ -102,10 +102,12 @@ class Utterance:
         finished after it) is stale."""
         self.speech_end = start
         """Where its speech was last heard (the gate's last speech window)."""
+        self.pause_to: int | None = None
+        """Where the latest decode asked for at a pause ends (dictation): while it heard all the speech and
+        its pad, no other is asked for (it may still be running)."""
         self.covered: list[Word] | None = None
-        """Words of a decode that heard all the speech and its pad (dictation); None once speech goes on."""
-        self.final_words: list[Word] | None = None
-        """Set when it ends with ``covered`` still valid: the final decode is already done."""
+        """Words of the latest pause decode applied (dictation); ``covered_to`` is where its audio ends."""
+        self.covered_to = start
         self.revised = False
         """Set by ``finalize`` (dictation): the final decode's words do not start with the stable ones shown
         (a word or its punctuation changed)."""
@@ -165,41 +167,48 @@ class StreamProcessor:
 
     def _end(self, utterance: Utterance, end: int, reason: EndReason) -> None:
         utterance.end, utterance.reason = end, reason
-        if utterance.covered is not None and self._covers(utterance.decoded_to, utterance, ended=True):
-            utterance.final_words = utterance.covered
-        else:
-            utterance.audio = self._audio.view(utterance.start, end)
+        utterance.audio = self._audio.view(utterance.start, end)
         self._ended.append(utterance)
 
-    def _covers(self, decoded_to: int, utterance: Utterance, *, ended: bool = False) -> bool:
-        """Whether a decode of the audio up to ``decoded_to`` heard all of ``utterance``'s speech and pad
-        (of an ``ended`` one: its speech and what there is of the pad)."""
+    def _covers(self, decoded_to: int | None, utterance: Utterance) -> bool:
+        """Whether a decode of the audio up to ``decoded_to`` heard all of ``utterance``'s speech and pad (of
+        an ended one: its speech and what there is of the pad)."""
         needed = utterance.speech_end + self._pad
-        return decoded_to >= (min(needed, self._audio.end) if ended else needed)
+        if utterance.end is not None:
+            needed = min(needed, utterance.end)
+        return decoded_to is not None and decoded_to >= needed
 
     # --- decoding ------------------------------------------------------------------------------------
     def take_ended(self) -> list[Utterance]:
         """Utterances that ended: each wants its final decode (``utterance.audio`` from ``start``), unless
-        ``final_words`` holds the words of one already done."""
+        ``final_words`` gives the words of one already done (wait for a pause decode still running)."""
         ended, self._ended = self._ended, []
         return ended
 
+    def final_words(self, utterance: Utterance) -> list[Word] | None:
+        """Dictation: the words of the pause decode that heard all of the ended ``utterance`` (it is the
+        final decode, done while the speaker paused), else None."""
+        if utterance.covered is not None and self._covers(utterance.covered_to, utterance):
+            return utterance.covered
+        return None
+
     def partial_due(self) -> bool:
         """Whether the open utterance wants a re-decode: ``interval_s`` of new audio, or (dictation) the
-        speaker has just paused for ``speech_pad_s`` and no decode has heard that yet."""
+        speaker has just paused for ``speech_pad_s`` and no decode asked for has heard that yet."""
         current = self.current
         if current is None:
             return False
-        interval_due = self._audio.end - current.decoded_to >= self.tuning.interval_s * SAMPLE_RATE_HZ
         if not self.pause_heard():
-            return interval_due
-        # nothing said since a decode that heard it all: no need to decode again
-        return current.covered is None or not self._covers(current.decoded_to, current)
+            return self._audio.end - current.decoded_to >= self.tuning.interval_s * SAMPLE_RATE_HZ
+        # nothing said since a decode asked for at the pause: no need to decode again
+        return not self._covers(current.pause_to, current)
 
     def partial_audio(self) -> tuple[np.ndarray, float]:
         """The open utterance's audio and its start in stream seconds (call when ``partial_due``)."""
         assert self.current is not None
         self.current.decoded_to = self._audio.end
+        if self.pause_heard():
+            self.current.pause_to = self._audio.end
         return self._audio.view(self.current.start, self._audio.end), self.current.start / SAMPLE_RATE_HZ
 
     def pause_heard(self) -> bool:
@@ -212,21 +221,26 @@ class StreamProcessor:
         return self._audio.end >= current.speech_end + self._pad
 
     def apply_partial(self, utterance: Utterance, words: list[Word], audio_end_s: float) -> Partial | None:
-        """Pass a re-decode (stream-time words) through local agreement; None if the utterance has ended or
-        a later decode was applied first.
+        """Pass a re-decode (stream-time words) through local agreement; None if a later decode was applied
+        first or the utterance has ended.
 
-        Dictation: a decode that heard all of the speech so far and its pad is kept as the final one.
+        Dictation: a decode that heard all of the speech so far and its pad is kept as the final one
+        (``final_words``), also when the utterance ended while it ran.
         """
         decoded_to = round(audio_end_s * SAMPLE_RATE_HZ)
-        if utterance is not self.current or decoded_to < utterance.applied_to:
+        if decoded_to < utterance.applied_to:
             return None
         utterance.applied_to = decoded_to
+        if utterance is self.current:
+            utterance.speech_end = self._gate.speech_end
+        # a decode that heard no words is not trusted as the final one: the final decode gets its own say
+        at_pause = decoded_to == utterance.pause_to
+        if self.tuning.policy == "dictation" and at_pause and words and self._covers(decoded_to, utterance):
+            utterance.covered, utterance.covered_to = words, decoded_to
+        if utterance is not self.current:
+            return None
         settled_before_s = audio_end_s - self.tuning.settle_window_s
         utterance.stable += utterance.agreement.insert(words, settled_before_s)
-        utterance.speech_end = self._gate.speech_end
-        covers = self._covers(decoded_to, utterance)
-        # a decode that heard no words is not trusted as the final one: the final decode gets its own say
-        utterance.covered = words if self.tuning.policy == "dictation" and covers and words else None
         self._trim(utterance)
         return Partial(
             segment_id=self._next_segment_id,

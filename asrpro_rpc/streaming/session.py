@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from asrpro_rpc.audio.capture import InputCapture
-    from asrpro_rpc.streaming.processor import StreamProcessor
+    from asrpro_rpc.streaming.processor import StreamProcessor, Utterance
 
 _PROMPT_CHARS = 60
 """Finalized text handed to each decode as its prompt: about a sentence, whole words. whisper_streaming
@@ -62,6 +62,9 @@ class LiveStream:
         """Held while the processor changes (audio fed, a decode applied): a decode lands between feeds."""
         self.interval_decoding = False
         """An interval re-decode is running beside the worker's loop."""
+        self.pause_decoding: tuple[Utterance, anyio.Event] | None = None
+        """The decode asked for at a pause (dictation) running beside the loop, and the event it sets when
+        done (the utterance's final waits for it)."""
         self.ready = anyio.Event()
         self.done = anyio.Event()
         self.error: BaseException | None = None

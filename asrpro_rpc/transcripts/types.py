@@ -17,6 +17,7 @@ Task = Literal["transcribe", "translate"]
 ResponseFormat = Literal["json", "verbose_json", "text", "srt", "vtt"]
 Granularity = Literal["segment", "word"]
 Priority = Literal["interactive", "background"]
+EncoderWindow = Literal["short", "fit", "full"]
 Temperature = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 """A sampling temperature: 0..1, as OpenAI's API allows."""
 Temperatures = Temperature | Annotated[list[Temperature], msgspec.Meta(min_length=1, max_length=10)] | None
@@ -95,6 +96,10 @@ class TranscribeOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     max_new_tokens: Annotated[int, msgspec.Meta(ge=1, le=448)] | None = None
     repetition_penalty: Annotated[float, msgspec.Meta(ge=1.0, le=2.0)] | None = None
     """Over 1 discourages repeating tokens already decoded (Whisper); streams use 1.1 (see stream.start)."""
+    encoder_window: EncoderWindow = "short"
+    """Whisper's encoder window for audio under 30 s (CTranslate2): ``short``, 20 s when the audio fits in
+    it (as accurate as 30 s, half the time); ``fit``, the audio plus 2 s (half again, slightly less accurate
+    under beam search: streams' partial re-decodes use it); ``full``, faster-whisper's 30 s."""
     min_confidence: float | None = None
     vocabulary: Vocabulary | None = None
     """Overrides the ``vocabulary.*`` settings (the user's dictionary) field by field."""

@@ -199,13 +199,13 @@ def test_a_pause_is_decoded_at_once_and_that_decode_is_the_final(
     assert len(ended) == len(spans)
     if policy == "agreement":
         assert all(trigger == "interval" for trigger, _ in decodes)
-        assert all(u.final_words is None and u.audio is not None for u in ended)
+        assert all(processor.final_words(u) is None and u.audio is not None for u in ended)
         return
     pauses = [heard_all for trigger, heard_all in decodes if trigger == "pause"]
     assert len(pauses) >= len(spans) and all(pauses)
     for utterance in ended:
-        assert utterance.audio is None and utterance.final_words
-        assert processor.finalize(utterance, utterance.final_words) is not None
+        final = processor.final_words(utterance)
+        assert final and processor.finalize(utterance, final) is not None
 
 
 def test_speech_after_the_pause_decode_still_gets_a_final_decode(
@@ -222,7 +222,32 @@ def test_speech_after_the_pause_decode_still_gets_a_final_decode(
         processor.feed(chunk)
     processor.flush()
     ended = processor.take_ended()
-    assert ended[-1].reason == "stop" and ended[-1].final_words is None and ended[-1].audio is not None
+    assert ended[-1].reason == "stop" and processor.final_words(ended[-1]) is None
+    assert ended[-1].audio is not None
+
+
+def test_a_pause_decode_that_lands_after_the_end_is_still_the_final(
+    paragraph: tuple[np.ndarray, list[tuple[float, float]]],
+) -> None:
+    """The decode asked for at the pause runs while audio is still fed; none other is asked for meanwhile,
+    and when it lands after the utterance has ended it is that utterance's final."""
+    audio, spans = paragraph
+    processor = StreamProcessor(SileroVad(), StreamTuning(interval_s=2.0))
+    pause_request = None
+    for chunk in _chunks(audio[: int((spans[0][1] + 1.0) * RATE)], 5):
+        processor.feed(chunk)
+        if pause_request is None and processor.partial_due() and processor.pause_heard():
+            pause_request = (processor.current, *processor.partial_audio())
+        elif pause_request is not None and processor.current is not None:
+            assert not processor.partial_due()
+    assert pause_request is not None
+    utterance, heard, offset_s = pause_request
+    assert utterance is not None
+    (ended,) = processor.take_ended()
+    assert ended is utterance and processor.final_words(ended) is None
+    final = words(("Hello", spans[0][0], spans[0][1] - 0.1))
+    assert processor.apply_partial(ended, final, offset_s + len(heard) / RATE) is None
+    assert processor.final_words(ended) == final
 
 
 @pytest.mark.parametrize("policy", ["dictation", "agreement"])
