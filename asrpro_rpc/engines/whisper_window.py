@@ -7,10 +7,10 @@ falls off a cliff below 30 s: whisper-base int8 on 2 cores encodes 3,000 frames 
 
 - ``short`` (the default), 20 s when the audio fits: on 18 espeak-ng sentences and sentence pairs, corpus
   WER moved 0.118 → 0.122 (base) and 0.115 → 0.107 (tiny.en) while decodes took about half the time.
-- ``fit``, the audio plus 2 s: half the time again, as accurate greedily, a little less under beam search
-  (the decoder was trained on 30 s of context). On 30 espeak-ng sentences (1 thread): greedy base 0.144 →
-  0.141 and tiny.en 0.138 → 0.125 against ``short``, at 0.45x / 0.48x the time; beam 5 base 0.096 → 0.125
-  (two lead-ins, 60 clips). So streams' partial re-decodes use it and their finals do not.
+- ``fit``, the audio plus 2 s: half the time again, a little less accurate (the decoder was trained on 30 s
+  of context). ``bench/encoder_window.py`` (90 clips, 1 thread) against ``short``: greedy base 0.130 →
+  0.147 at 0.46x the time, beam 5 0.101 → 0.120 at 0.49x. Dictation streams' partial re-decodes use it
+  (their final decodes have the last word, and keep ``short``).
 """
 
 from __future__ import annotations

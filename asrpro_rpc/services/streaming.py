@@ -23,12 +23,13 @@ from typing import Annotated, Any, Literal, NamedTuple
 import anyio
 import anyio.abc
 import msgspec
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .. import errors
 from ..audio.pcm import Encoding, samples_from_bytes
 from ..config.settings import AudioSettings
 from ..events import NotificationMessage, Notify, StreamFinal, StreamPartial
-from ..streaming.processor import EndReason, StreamProcessor, StreamTuning, Utterance
+from ..streaming.processor import DecodeKind, EndReason, StreamProcessor, StreamTuning, Utterance
 from ..streaming.session import LiveStream, StreamSummary
 from ..streaming.vad import SAMPLE_RATE_HZ, GateTuning, SileroVad
 from ..transcripts.types import Segment, Temperatures, TranscribeOptions, Word
@@ -85,11 +86,13 @@ class StreamStartParams(TranscribeOptions, kw_only=True, frozen=True, forbid_unk
 
     def decode_options(self) -> TranscribeOptions:
         """Partial re-decodes' options: word timestamps on (local agreement needs them), our VAD instead of
-        theirs, and Whisper's encoder window fitted to the audio (greedy decodes are as accurate in it, at
-        half the time; ``encoder_window`` is the finals')."""
+        theirs, and under ``dictation`` (whose final decodes have the last word) Whisper's encoder window
+        fitted to the audio: half the time, a little less accurate. ``encoder_window`` is the finals'."""
         fields = {f: getattr(self, f) for f in TranscribeOptions.__struct_fields__}
+
+        window = "fit" if self.policy == "dictation" else self.encoder_window
         return TranscribeOptions(
-            **{**fields, "word_timestamps": True, "vad_filter": False, "encoder_window": "fit"}
+            **{**fields, "word_timestamps": True, "vad_filter": False, "encoder_window": window}
         )
 
     def tuning(self) -> StreamTuning:
@@ -141,13 +144,18 @@ class StreamCancelResult(msgspec.Struct, frozen=True):
     cancelled: bool = True
 
 
+Announcement = Utterance | list[Segment]
+"""What the stream announces in order: an ended utterance (its final) or segments trimmed off a long one."""
+
+
 class DecodeJob(NamedTuple):
     """A re-decode of the open utterance: its audio from ``offset_s`` (stream seconds)."""
 
     utterance: Utterance | None
     audio: Any
     offset_s: float
-    at_pause: bool
+    kind: DecodeKind
+    """``pause``: decoded as finals are (it may become the utterance's final)."""
 
 
 class StreamingService:
@@ -367,60 +375,93 @@ class StreamingService:
         stream.capture = capture
 
     async def _loop(self, stream: LiveStream, resident: Any) -> None:
-        """Feed audio as it comes and decode what the processor asks for. Re-decodes run beside the loop,
-        one at a time per kind, each on an engine worker of its own: the interval ones, and (dictation) the
-        one at a pause, which may become the final, so that it starts at once instead of waiting for an
-        interval one in flight and audio is still fed while it runs. Finals the pause decode did not
-        already do run in the loop itself, in order."""
+        """Feed audio as it comes and decode what the processor asks for, never waiting on a decode: the
+        interval re-decodes run beside the loop (one at a time), so does (dictation) the one at a pause,
+        which may become the final (it starts at once instead of waiting for an interval one in flight),
+        and finals are announced in order by a task of their own (``_announce_finals``)."""
         processor = stream.processor
         assert processor is not None
-        async with anyio.create_task_group() as decodes:
-            while True:
-                if stream.error is not None:
-                    raise stream.error
-                audio = stream.take_audio()
-                if audio is None:
-                    if stream.stopping:
-                        break
-                    await stream.wait_for_audio()
-                    continue
-                async with stream.decoding:
-                    await anyio.to_thread.run_sync(processor.feed, audio)
-                await self._finish(stream, resident, processor.take_ended())
-                if stream.stopping or not processor.partial_due():
-                    continue
-                if stream.pending_s >= processor.tuning.interval_s:
-                    if stream.pending_s >= self.behind_warning_s:
-                        self._warn(
-                            stream,
-                            "stream_behind",
-                            f"Stream {stream.id}: decoding is {stream.pending_s:.1f} s behind real time; "
-                            "skipping partial re-decodes (finals still come). A smaller model or a "
-                            "longer interval_s keeps up better.",
+        announcements, to_announce = anyio.create_memory_object_stream[Announcement](math.inf)
+        async with anyio.create_task_group() as side:
+            side.start_soon(self._announce_finals, stream, resident, to_announce)
+            async with announcements, anyio.create_task_group() as intervals:
+                while stream.error is None:  # a side task's error: raised below, outside the task group
+                    audio = stream.take_audio()
+                    if audio is None:
+                        if stream.stopping:
+                            break
+                        await stream.wait_for_audio()
+                        continue
+                    async with stream.decoding:
+                        await anyio.to_thread.run_sync(processor.feed, audio)
+                    await self._queue_finals(stream, announcements)
+                    if stream.stopping or self._behind(stream):
+                        continue
+                    for kind in processor.decodes_due():
+                        if stream.pause_decoding is not None if kind == "pause" else stream.interval_decoding:
+                            continue
+                        utterance = processor.current
+                        decode = DecodeJob(utterance, *processor.partial_audio(kind), kind)
+                        if kind == "pause":
+                            stream.pause_decoding = (utterance, anyio.Event())
+                        else:
+                            stream.interval_decoding = True
+                        # the pause decode is never cancelled: it is the final of the stream's last words
+                        (side if kind == "pause" else intervals).start_soon(
+                            self._side_partial, stream, resident, decode, announcements
                         )
-                    continue
-                at_pause = processor.pause_heard()  # dictation: this decode may become the utterance's final
-                if stream.pause_decoding is not None if at_pause else stream.interval_decoding:
-                    continue
-                utterance = processor.current
-                decode = DecodeJob(utterance, *processor.partial_audio(), at_pause)
-                if at_pause:
-                    stream.pause_decoding = (utterance, anyio.Event())
+                if stream.error is None:
+                    async with stream.decoding:
+                        processor.flush()
+                    await self._queue_finals(stream, announcements)
                 else:
-                    stream.interval_decoding = True
-                decodes.start_soon(self._side_partial, stream, resident, decode)
-            async with stream.decoding:
-                processor.flush()
-            await self._finish(stream, resident, processor.take_ended())
-            decodes.cancel_scope.cancel()  # one still running is for an utterance now final
+                    side.cancel_scope.cancel()
+                intervals.cancel_scope.cancel()  # one still running is for an utterance now final
+        if stream.error is not None:
+            raise stream.error
 
-    async def _side_partial(self, stream: LiveStream, resident: Any, decode: DecodeJob) -> None:
+    async def _queue_finals(
+        self, stream: LiveStream, announcements: MemoryObjectSendStream[Announcement]
+    ) -> None:
+        """Hand the ended utterances to ``_announce_finals``; waits while it has ``queued_finals`` to do (a
+        backlog builds up as unfed audio, so pushes beyond it are refused)."""
+        assert stream.processor is not None
+        for utterance in stream.processor.take_ended():
+            if stream.error is not None:
+                return
+            await stream.queued_finals.acquire()
+            announcements.send_nowait(utterance)
+
+    def _behind(self, stream: LiveStream) -> bool:
+        """Whether the stream is a decode interval behind (a partial re-decode is skipped then)."""
+        assert stream.processor is not None
+        if stream.pending_s < stream.processor.tuning.interval_s:
+            return False
+        if stream.pending_s >= self.behind_warning_s:
+            self._warn(
+                stream,
+                "stream_behind",
+                f"Stream {stream.id}: decoding is {stream.pending_s:.1f} s behind real time; skipping "
+                "partial re-decodes (finals still come). A smaller model or a longer interval_s keeps up "
+                "better.",
+            )
+        return True
+
+    async def _side_partial(
+        self,
+        stream: LiveStream,
+        resident: Any,
+        decode: DecodeJob,
+        announcements: MemoryObjectSendStream[Announcement],
+    ) -> None:
         try:
-            await self._partial(stream, resident, decode)
+            trimmed = await self._partial(stream, resident, decode)
+            if trimmed:
+                announcements.send_nowait(trimmed)
         except Exception as exc:  # noqa: BLE001 - the loop raises it
             stream.error = exc
         finally:
-            if decode.at_pause:
+            if decode.kind == "pause":
                 assert stream.pause_decoding is not None
                 stream.pause_decoding[1].set()
                 stream.pause_decoding = None
@@ -428,46 +469,60 @@ class StreamingService:
                 stream.interval_decoding = False
             stream.wake()
 
-    async def _partial(self, stream: LiveStream, resident: Any, decode: DecodeJob) -> None:
-        """Decode the open utterance's audio (``at_pause``: as finals are) and announce the partial."""
+    async def _partial(self, stream: LiveStream, resident: Any, decode: DecodeJob) -> list[Segment]:
+        """Decode the open utterance's audio (a ``pause`` decode as finals are) and announce the partial;
+        returns the segments it trimmed off an overlong utterance (to announce in order)."""
         processor = stream.processor
         assert processor is not None and decode.utterance is not None
         audio = decode.audio
-        words = await self._decode(stream, resident, audio, decode.offset_s, final=decode.at_pause)
+        words = await self._decode(stream, resident, audio, decode.offset_s, final=decode.kind == "pause")
         audio_end_s = decode.offset_s + len(audio) / SAMPLE_RATE_HZ
         async with stream.decoding:
-            partial = processor.apply_partial(decode.utterance, words, audio_end_s)
+            partial = processor.apply_partial(decode.utterance, words, audio_end_s, decode.kind)
             trimmed = processor.take_trimmed()
-        self._announce(stream, trimmed, "max_length")
-        if partial is None:
-            return
-        self._notify(
-            "stream.partial",
-            StreamPartial(
-                stream_id=stream.id,
-                segment_id=partial.segment_id,
-                stable=stream.rules.apply(partial.stable),
-                unstable=stream.rules.apply(partial.unstable),
-                start=round(partial.start_s, 3),
-                audio_end=round(partial.audio_end_s, 3),
-            ),
-        )
+        if partial is not None:
+            self._notify(
+                "stream.partial",
+                StreamPartial(
+                    stream_id=stream.id,
+                    segment_id=partial.segment_id,
+                    stable=stream.rules.apply(partial.stable),
+                    unstable=stream.rules.apply(partial.unstable),
+                    start=round(partial.start_s, 3),
+                    audio_end=round(partial.audio_end_s, 3),
+                ),
+            )
+        return trimmed
 
-    async def _finish(self, stream: LiveStream, resident: Any, ended: list[Utterance]) -> None:
-        """Announce the ended utterances' finals, in order: each is the decode at its pause (waited for
-        when it is still running) if that heard it all, else a final decode of its own."""
+    async def _announce_finals(
+        self, stream: LiveStream, resident: Any, announcements: MemoryObjectReceiveStream[Announcement]
+    ) -> None:
+        """Announce segments in order: those trimmed off overlong utterances, and each ended utterance's
+        final, which is the decode at its pause (waited for while it runs) if that heard it all, else a
+        final decode of its own."""
         processor = stream.processor
         assert processor is not None
-        for utterance in ended:
-            if stream.pause_decoding is not None and stream.pause_decoding[0] is utterance:
-                await stream.pause_decoding[1].wait()
-            words = processor.final_words(utterance)
-            if words is None:
-                assert utterance.audio is not None
-                start_s = utterance.start / SAMPLE_RATE_HZ
-                words = await self._decode(stream, resident, utterance.audio, start_s, final=True)
-            segment = processor.finalize(utterance, words)
-            self._announce(stream, [segment] if segment else [], utterance.reason, revised=utterance.revised)
+        try:
+            async for item in announcements:
+                if isinstance(item, list):
+                    self._announce(stream, item, "max_length")
+                    continue
+                if stream.pause_decoding is not None and stream.pause_decoding[0] is item:
+                    await stream.pause_decoding[1].wait()
+                async with stream.decoding:
+                    words = processor.final_words(item)
+                if words is None:
+                    assert item.audio is not None
+                    start_s = item.start / SAMPLE_RATE_HZ
+                    words = await self._decode(stream, resident, item.audio, start_s, final=True)
+                async with stream.decoding:
+                    segment = processor.finalize(item, words)
+                self._announce(stream, [segment] if segment else [], item.reason, revised=item.revised)
+                stream.queued_finals.release()
+        except Exception as exc:  # noqa: BLE001 - the loop raises it
+            stream.error = exc
+            stream.queued_finals.release()  # the loop may be waiting to queue one: it sees the error next
+            stream.wake()
 
     def _announce(
         self, stream: LiveStream, segments: list[Segment], reason: EndReason, *, revised: bool = False

@@ -26,6 +26,7 @@ longer than ``max_buffer_s`` is trimmed at its last stable word, whose words are
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 
 SpeechProbabilities = Callable[["np.ndarray"], "np.ndarray"]
 EndReason = Literal["silence", "max_length", "stop"]
+DecodeKind = Literal["interval", "pause"]
 _SENTENCE_END = (".", "?", "!", "。", "？", "！")
 _VAD_LOOKBACK_SAMPLES = 2 * WINDOW_SAMPLES
 """Audio the VAD may not have judged yet (its partial window) plus the window that can start speech: an
@@ -96,18 +98,21 @@ class Utterance:
         self.stable: list[Word] = []
         """Stable words not finalized yet."""
         self.decoded_to = start
-        """Where the latest decode asked for (``partial_audio``) ends."""
+        """Where the latest ``interval`` decode asked for (``partial_audio``) ends."""
         self.applied_to = start
         """Where the latest decode applied ends: one that ends before it (it ran beside a later one and
         finished after it) is stale."""
         self.speech_end = start
         """Where its speech was last heard (the gate's last speech window)."""
         self.pause_to: int | None = None
-        """Where the latest decode asked for at a pause ends (dictation): while it heard all the speech and
+        """Where the latest ``pause`` decode asked for ends (dictation): while it heard all the speech and
         its pad, no other is asked for (it may still be running)."""
         self.covered: list[Word] | None = None
         """Words of the latest pause decode applied (dictation); ``covered_to`` is where its audio ends."""
         self.covered_to = start
+        self.segment_id: int | None = None
+        """The id its final segment will have, given when it ends (so that the next one's partials, which
+        may come before this final, have the next id); unused when it holds no words."""
         self.revised = False
         """Set by ``finalize`` (dictation): the final decode's words do not start with the stable ones shown
         (a word or its punctuation changed)."""
@@ -168,6 +173,7 @@ class StreamProcessor:
     def _end(self, utterance: Utterance, end: int, reason: EndReason) -> None:
         utterance.end, utterance.reason = end, reason
         utterance.audio = self._audio.view(utterance.start, end)
+        utterance.segment_id = self._new_segment_id()
         self._ended.append(utterance)
 
     def _covers(self, decoded_to: int | None, utterance: Utterance) -> bool:
@@ -192,23 +198,26 @@ class StreamProcessor:
             return utterance.covered
         return None
 
-    def partial_due(self) -> bool:
-        """Whether the open utterance wants a re-decode: ``interval_s`` of new audio, or (dictation) the
-        speaker has just paused for ``speech_pad_s`` and no decode asked for has heard that yet."""
+    def decodes_due(self) -> list[DecodeKind]:
+        """The re-decodes the open utterance wants: an ``interval`` one after ``interval_s`` of new audio;
+        (dictation) once the speaker has paused for ``speech_pad_s``, the ``pause`` one, decoded as finals
+        are, unless one asked for has heard that already (re-decoding silence only costs CPU and invites
+        hallucinations)."""
         current = self.current
         if current is None:
-            return False
-        if not self.pause_heard():
-            return self._audio.end - current.decoded_to >= self.tuning.interval_s * SAMPLE_RATE_HZ
-        # nothing said since a decode asked for at the pause: no need to decode again
-        return not self._covers(current.pause_to, current)
-
-    def partial_audio(self) -> tuple[np.ndarray, float]:
-        """The open utterance's audio and its start in stream seconds (call when ``partial_due``)."""
-        assert self.current is not None
-        self.current.decoded_to = self._audio.end
+            return []
         if self.pause_heard():
+            return [] if self._covers(current.pause_to, current) else ["pause"]
+        interval_due = self._audio.end - current.decoded_to >= self.tuning.interval_s * SAMPLE_RATE_HZ
+        return ["interval"] if interval_due else []
+
+    def partial_audio(self, kind: DecodeKind = "interval") -> tuple[np.ndarray, float]:
+        """The open utterance's audio and its start in stream seconds, for a decode ``decodes_due`` asks."""
+        assert self.current is not None
+        if kind == "pause":
             self.current.pause_to = self._audio.end
+        else:
+            self.current.decoded_to = self._audio.end
         return self._audio.view(self.current.start, self._audio.end), self.current.start / SAMPLE_RATE_HZ
 
     def pause_heard(self) -> bool:
@@ -220,26 +229,27 @@ class StreamProcessor:
         current.speech_end = self._gate.speech_end
         return self._audio.end >= current.speech_end + self._pad
 
-    def apply_partial(self, utterance: Utterance, words: list[Word], audio_end_s: float) -> Partial | None:
+    def apply_partial(
+        self, utterance: Utterance, words: list[Word], audio_end_s: float, kind: DecodeKind = "interval"
+    ) -> Partial | None:
         """Pass a re-decode (stream-time words) through local agreement; None if a later decode was applied
         first or the utterance has ended.
 
-        Dictation: a decode that heard all of the speech so far and its pad is kept as the final one
-        (``final_words``), also when the utterance ended while it ran.
+        Dictation: the ``pause`` decode, when it heard all of the speech so far and its pad, is kept as the
+        final one (``final_words``), also when the utterance ended while it ran.
         """
         decoded_to = round(audio_end_s * SAMPLE_RATE_HZ)
-        if decoded_to < utterance.applied_to:
-            return None
-        utterance.applied_to = decoded_to
         if utterance is self.current:
             utterance.speech_end = self._gate.speech_end
+        heard_pause = self.tuning.policy == "dictation" and self._covers(decoded_to, utterance)
         # a decode that heard no words is not trusted as the final one: the final decode gets its own say
-        at_pause = decoded_to == utterance.pause_to
-        if self.tuning.policy == "dictation" and at_pause and words and self._covers(decoded_to, utterance):
+        if kind == "pause" and words and heard_pause:
             utterance.covered, utterance.covered_to = words, decoded_to
-        if utterance is not self.current:
+        if utterance is not self.current or decoded_to < utterance.applied_to:
             return None
-        settled_before_s = audio_end_s - self.tuning.settle_window_s
+        utterance.applied_to = decoded_to
+        # a decode that heard the pause cut no word off: its words need no settling to become stable
+        settled_before_s = math.inf if heard_pause else audio_end_s - self.tuning.settle_window_s
         utterance.stable += utterance.agreement.insert(words, settled_before_s)
         self._trim(utterance)
         return Partial(
@@ -264,7 +274,8 @@ class StreamProcessor:
         else:
             final = utterance.stable + utterance.agreement.commit(words)
         utterance.stable = []
-        return self._segment(final)
+        assert utterance.segment_id is not None
+        return self._segment(final, utterance.segment_id)
 
     def take_trimmed(self) -> list[Segment]:
         trimmed, self.trimmed_segments = self.trimmed_segments, []
@@ -285,22 +296,18 @@ class StreamProcessor:
         cut = max(int(head[-1].end * SAMPLE_RATE_HZ), utterance.start)
         utterance.start = min(cut, self._audio.end)
         self._audio.drop_before(utterance.start)
-        segment = self._segment(head)
+        segment = self._segment(head, self._new_segment_id())
         if segment is not None:
             self.trimmed_segments.append(segment)
 
-    def _segment(self, words: list[Word]) -> Segment | None:
+    def _new_segment_id(self) -> int:
+        self._next_segment_id += 1
+        return self._next_segment_id - 1
+
+    def _segment(self, words: list[Word], segment_id: int) -> Segment | None:
         if not words:
             return None
-        segment = Segment(
-            id=self._next_segment_id,
-            start=words[0].start,
-            end=words[-1].end,
-            text=_text(words),
-            words=words,
-        )
-        self._next_segment_id += 1
-        return segment
+        return Segment(id=segment_id, start=words[0].start, end=words[-1].end, text=_text(words), words=words)
 
 
 def _text(words: list[Word]) -> str:

@@ -26,6 +26,8 @@ _PROMPT_CHARS = 60
 hands 200 characters, which cost a beam-5 decode of 2 s of speech 2.6x the time (whisper-base, 1 thread:
 0.92 s against 0.37 s with 60 characters and 0.35 s with none)."""
 
+_QUEUED_FINALS = 2
+
 
 class LiveStream:
     """A stream from ``stream.start`` until its worker ends (stopped, cancelled or failed)."""
@@ -62,6 +64,9 @@ class LiveStream:
         """Held while the processor changes (audio fed, a decode applied): a decode lands between feeds."""
         self.interval_decoding = False
         """An interval re-decode is running beside the worker's loop."""
+        self.queued_finals = anyio.Semaphore(_QUEUED_FINALS)
+        """Taken by each ended utterance until its final is announced: the worker stops feeding audio while
+        that many wait (so a backlog shows as unfed audio, and pushes beyond it are refused)."""
         self.pause_decoding: tuple[Utterance, anyio.Event] | None = None
         """The decode asked for at a pause (dictation) running beside the loop, and the event it sets when
         done (the utterance's final waits for it)."""

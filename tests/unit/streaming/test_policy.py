@@ -139,7 +139,7 @@ def test_partials_stabilise_and_long_speech_is_trimmed_at_sentence_ends() -> Non
     for chunk in _chunks(tone, 1):
         processor.feed(chunk)
         assert not processor.take_ended()
-        if not processor.partial_due():
+        if not processor.decodes_due():
             continue
         utterance = processor.current
         assert utterance is not None
@@ -165,24 +165,22 @@ def test_partials_stabilise_and_long_speech_is_trimmed_at_sentence_ends() -> Non
 
 def _drive(processor: StreamProcessor, audio: np.ndarray, seed: int) -> list[tuple[str, bool]]:
     """Feed ``audio``, decoding whenever asked with a hypothesis of one word per 0.3 s of audio heard;
-    returns (what triggered it, whether it heard all the speech) per decode, and leaves the rest ended."""
+    returns (kind, whether it heard all the speech) per decode, and leaves the rest ended."""
     decodes = []
     for chunk in _chunks(audio, seed):
         processor.feed(chunk)
-        if not processor.partial_due():
-            continue
-        utterance = processor.current
-        assert utterance is not None
-        interval_due = processor.received_s - utterance.decoded_to / RATE >= processor.tuning.interval_s
-        audio_heard, offset_s = processor.partial_audio()
-        end_s = offset_s + len(audio_heard) / RATE
-        speech_end_s = utterance.speech_end / RATE
-        hypothesis = [
-            Word(f" w{i}", t, t + 0.25) for i, t in enumerate(np.arange(offset_s, speech_end_s, 0.3))
-        ]
-        partial = processor.apply_partial(utterance, hypothesis, end_s)
-        assert partial is not None
-        decodes.append(("interval" if interval_due else "pause", utterance.covered is not None))
+        for kind in processor.decodes_due():
+            utterance = processor.current
+            assert utterance is not None
+            audio_heard, offset_s = processor.partial_audio(kind)
+            end_s = offset_s + len(audio_heard) / RATE
+            speech_end_s = utterance.speech_end / RATE
+            hypothesis = [
+                Word(f" w{i}", t, t + 0.25) for i, t in enumerate(np.arange(offset_s, speech_end_s, 0.3))
+            ]
+            assert processor.apply_partial(utterance, hypothesis, end_s, kind) is not None
+            heard_all = end_s >= speech_end_s + processor.tuning.speech_pad_s
+            decodes.append((kind, heard_all))
     return decodes
 
 
@@ -198,10 +196,10 @@ def test_a_pause_is_decoded_at_once_and_that_decode_is_the_final(
     ended = processor.take_ended()
     assert len(ended) == len(spans)
     if policy == "agreement":
-        assert all(trigger == "interval" for trigger, _ in decodes)
+        assert all(kind == "interval" for kind, _ in decodes)
         assert all(processor.final_words(u) is None and u.audio is not None for u in ended)
         return
-    pauses = [heard_all for trigger, heard_all in decodes if trigger == "pause"]
+    pauses = [heard_all for kind, heard_all in decodes if kind == "pause"]
     assert len(pauses) >= len(spans) and all(pauses)
     for utterance in ended:
         final = processor.final_words(utterance)
@@ -236,17 +234,17 @@ def test_a_pause_decode_that_lands_after_the_end_is_still_the_final(
     pause_request = None
     for chunk in _chunks(audio[: int((spans[0][1] + 1.0) * RATE)], 5):
         processor.feed(chunk)
-        if pause_request is None and processor.partial_due() and processor.pause_heard():
-            pause_request = (processor.current, *processor.partial_audio())
+        if pause_request is None and "pause" in processor.decodes_due():
+            pause_request = (processor.current, *processor.partial_audio("pause"))
         elif pause_request is not None and processor.current is not None:
-            assert not processor.partial_due()
+            assert "pause" not in processor.decodes_due()
     assert pause_request is not None
     utterance, heard, offset_s = pause_request
     assert utterance is not None
     (ended,) = processor.take_ended()
     assert ended is utterance and processor.final_words(ended) is None
     final = words(("Hello", spans[0][0], spans[0][1] - 0.1))
-    assert processor.apply_partial(ended, final, offset_s + len(heard) / RATE) is None
+    assert processor.apply_partial(ended, final, offset_s + len(heard) / RATE, "pause") is None
     assert processor.final_words(ended) == final
 
 
