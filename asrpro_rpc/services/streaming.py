@@ -39,6 +39,7 @@ from .transcription import with_vocabulary
 
 log = logging.getLogger(__name__)
 _MICROPHONE_POLL_S = 0.05
+_FAILED_KEPT = 16
 _TOKENS_PER_S = 12
 """Tokens a decode may produce per second of audio (plus ``_TOKENS_BASE``): speech needs 3-6, so more is a
 decode looping on a fragment (one took 1.9 s for 1 s of audio), and cutting it keeps the stream live."""
@@ -184,6 +185,9 @@ class StreamingService:
         self.max_pending_s = max_pending_s
         self.behind_warning_s = behind_warning_s
         self._streams: dict[str, LiveStream] = {}
+        self._failed: dict[str, errors.AsrproError] = {}
+        """Streams that failed on their own (the engine died, the microphone went away), by id, so that a
+        push, stop or cancel of one answers with why (kept until stopped or cancelled; the latest few)."""
         self._ids = itertools.count(1)
         self._task_group: anyio.abc.TaskGroup | None = None
 
@@ -265,7 +269,7 @@ class StreamingService:
 
     async def stop(self, stream_id: str) -> StreamSummary:
         """Finish decoding what was pushed, emit the last ``stream.final``, and return every segment."""
-        stream = self._get(stream_id)
+        stream = self._get(stream_id, forget=True)
         del self._streams[stream_id]
         stream.stopping = True
         stream.wake()
@@ -288,7 +292,7 @@ class StreamingService:
 
     async def cancel(self, stream_id: str) -> StreamCancelResult:
         """Drop the stream now (no final decode) and release the model."""
-        stream = self._get(stream_id)
+        stream = self._get(stream_id, forget=True)
         await self._end(stream)
         return StreamCancelResult(stream_id)
 
@@ -296,8 +300,12 @@ class StreamingService:
         for stream in list(self._streams.values()):
             await self._end(stream)
 
-    def _get(self, stream_id: str) -> LiveStream:
+    def _get(self, stream_id: str, *, forget: bool = False) -> LiveStream:
+        """The open stream ``stream_id``; else its failure (``forget``: stop and cancel, which end it)."""
         stream = self._streams.get(stream_id)
+        failure = self._failed.pop(stream_id, None) if forget else self._failed.get(stream_id)
+        if stream is None and failure is not None:
+            raise failure
         if stream is None:
             raise errors.NotFound(
                 f"No open stream {errors.shown(stream_id)}: "
@@ -333,6 +341,9 @@ class StreamingService:
                 log.exception("stream failed", extra={"stream_id": stream.id})
             if stream.ready.is_set() and not stream.stopping:
                 self._warn(stream, "stream_failed", f"Stream {stream.id} failed: {stream.error}", "error")
+                self._failed[stream.id] = stream.error
+                for old in list(self._failed)[:-_FAILED_KEPT]:
+                    del self._failed[old]
         finally:
             if stream.capture is not None:
                 await anyio.to_thread.run_sync(stream.capture.stop)

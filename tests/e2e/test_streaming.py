@@ -341,3 +341,29 @@ def test_a_dictation_is_as_accurate_as_a_file_of_it(
         sidecar.kill()
     corpus = " ".join(references)
     assert wer(corpus, " ".join(streamed)) <= wer(corpus, " ".join(filed)) + 0.02, (streamed, filed)
+
+
+def test_an_engine_crash_mid_stream_ends_that_stream_with_an_error_and_the_next_one_works(
+    tiny: Sidecar, speech_wav: Path
+) -> None:
+    """The engine host dies while a stream decodes: the stream ends with a ``stream_failed`` notification
+    (no hang, whatever the stream was waiting for), and a new stream runs on a fresh engine."""
+    stream_id = _start(tiny)
+    engine = tiny.call("models.status")["pid"]
+    results(tiny, push(tiny, stream_id, pcm16(speech_wav)[: 3 * 32000], random.Random(5)))
+    os.kill(engine, signal.SIGKILL)
+    failed = tiny.wait_for_notification(
+        lambda n: n["params"].get("kind") == "stream_failed" and stream_id in n["params"]["message"],
+        timeout_s=60,
+    )
+    assert "engine" in failed["params"]["message"].lower(), failed
+    # a push and the stop answer with why; then the stream is gone
+    assert (
+        tiny.error("stream.push", {"stream_id": stream_id, "audio": ""})["data"]["kind"] == "engine_crashed"
+    )
+    assert tiny.error("stream.stop", {"stream_id": stream_id})["data"]["kind"] == "engine_crashed"
+    assert tiny.error("stream.stop", {"stream_id": stream_id})["data"]["kind"] == "not_found"
+    fresh = _start(tiny)
+    results(tiny, push(tiny, fresh, pcm16(speech_wav) + silence(1.0), random.Random(6)))
+    assert tiny.call("stream.stop", {"stream_id": fresh}, timeout_s=60)["duration"] > 3
+    assert tiny.call("models.status")["pid"] not in (None, engine)
