@@ -90,7 +90,6 @@ class StreamStartParams(TranscribeOptions, kw_only=True, frozen=True, forbid_unk
         theirs, and under ``dictation`` (whose final decodes have the last word) Whisper's encoder window
         fitted to the audio: half the time, a little less accurate. ``encoder_window`` is the finals'."""
         fields = {f: getattr(self, f) for f in TranscribeOptions.__struct_fields__}
-
         window = "fit" if self.policy == "dictation" else self.encoder_window
         return TranscribeOptions(
             **{**fields, "word_timestamps": True, "vad_filter": False, "encoder_window": window}
