@@ -59,7 +59,7 @@ class StreamTuning(msgspec.Struct, frozen=True, kw_only=True):
     """An open utterance longer than this is trimmed at its last stable (preferably sentence-ending) word."""
     settle_s: float | None = None
     """Only words ending this long before a decode's audio end can become stable (see ``LocalAgreement``);
-    None: 0.6 s under ``dictation`` (its finals may revise stable words) and 1.0 s under ``agreement``
+    None: 0.3 s under ``dictation`` (its finals may revise stable words) and 1.0 s under ``agreement``
     (stable words are final: two decodes agreed on "lights invocation" for "lights in the kit…" 0.8 s
     before their end)."""
     hard_limit_s: float = 28.0
@@ -73,7 +73,7 @@ class StreamTuning(msgspec.Struct, frozen=True, kw_only=True):
     def settle_window_s(self) -> float:
         if self.settle_s is not None:
             return self.settle_s
-        return 0.6 if self.policy == "dictation" else 1.0
+        return 0.3 if self.policy == "dictation" else 1.0
 
 
 class Partial(msgspec.Struct, frozen=True):
@@ -201,13 +201,19 @@ class StreamProcessor:
     def decodes_due(self) -> list[DecodeKind]:
         """The re-decodes the open utterance wants: an ``interval`` one after ``interval_s`` of new audio;
         (dictation) once the speaker has paused for ``speech_pad_s``, the ``pause`` one, decoded as finals
-        are, unless one asked for has heard that already (re-decoding silence only costs CPU and invites
+        are, and a quick ``interval`` one whose words all become stable (the speaker paused: no word is cut
+        off), unless ones asked for have heard that already (re-decoding silence only costs CPU and invites
         hallucinations)."""
         current = self.current
         if current is None:
             return []
         if self.pause_heard():
-            return [] if self._covers(current.pause_to, current) else ["pause"]
+            due: list[DecodeKind] = []
+            if not self._covers(current.pause_to, current):
+                due.append("pause")
+            if not self._covers(current.decoded_to, current):
+                due.append("interval")
+            return due
         interval_due = self._audio.end - current.decoded_to >= self.tuning.interval_s * SAMPLE_RATE_HZ
         return ["interval"] if interval_due else []
 
@@ -248,9 +254,11 @@ class StreamProcessor:
         if utterance is not self.current or decoded_to < utterance.applied_to:
             return None
         utterance.applied_to = decoded_to
-        # a decode that heard the pause cut no word off: its words need no settling to become stable
-        settled_before_s = math.inf if heard_pause else audio_end_s - self.tuning.settle_window_s
-        utterance.stable += utterance.agreement.insert(words, settled_before_s)
+        if heard_pause and kind == "interval":  # the quick decode at a pause: all its words are stable
+            utterance.stable += utterance.agreement.commit(words)
+        else:  # a decode that heard the pause cut no word off: its words need no settling
+            settled_before_s = math.inf if heard_pause else audio_end_s - self.tuning.settle_window_s
+            utterance.stable += utterance.agreement.insert(words, settled_before_s)
         self._trim(utterance)
         return Partial(
             segment_id=self._next_segment_id,

@@ -201,6 +201,9 @@ def test_a_pause_is_decoded_at_once_and_that_decode_is_the_final(
         return
     pauses = [heard_all for kind, heard_all in decodes if kind == "pause"]
     assert len(pauses) >= len(spans) and all(pauses)
+    # and a quick interval decode heard each pause: its words are stable at once
+    assert sum(heard_all for kind, heard_all in decodes if kind == "interval") >= len(spans)
+    assert all(u.stable and not u.agreement.unstable for u in ended)
     for utterance in ended:
         final = processor.final_words(utterance)
         assert final and processor.finalize(utterance, final) is not None
@@ -214,7 +217,7 @@ def test_speech_after_the_pause_decode_still_gets_a_final_decode(
     first_end = int(spans[0][1] * RATE)
     processor = StreamProcessor(SileroVad(), StreamTuning(interval_s=2.0))
     decodes = _drive(processor, audio[: first_end + int(0.4 * RATE)], 3)
-    assert decodes[-1] == ("pause", True)
+    assert set(decodes[-2:]) == {("pause", True), ("interval", True)}
     # the second sentence's first second, no decode: the stream stops there
     for chunk in _chunks(audio[int((spans[1][0]) * RATE) : int((spans[1][0] + 1.0) * RATE)], 4):
         processor.feed(chunk)
