@@ -87,11 +87,11 @@ class Sidecar:
         """Collect notifications; return the result of ``until_id`` if given."""
         while True:
             try:
-                _, message = self.inbox.get(timeout=timeout_s if until_id is not None else 0)
+                arrived, message = self.inbox.get(timeout=timeout_s if until_id is not None else 0)
             except queue.Empty:
                 return None
             if "method" in message:
-                self.notifications.append((time.perf_counter(), message))
+                self.notifications.append((arrived, message))
             elif message.get("id") == until_id:
                 if "error" in message:
                     raise RuntimeError(message["error"])
