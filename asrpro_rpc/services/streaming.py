@@ -59,7 +59,7 @@ class StreamStartParams(TranscribeOptions, kw_only=True, frozen=True, forbid_unk
     encoding: Encoding = "pcm16"
     """What ``stream.push`` carries: little-endian ``pcm16`` or ``f32`` mono samples."""
     sample_rate_hz: Literal[16000] = 16000
-    interval_s: Annotated[float, msgspec.Meta(ge=0.1, le=10.0)] = 0.5
+    interval_s: Annotated[float, msgspec.Meta(ge=0.1, le=10.0)] = 0.25
     """Re-decode the open utterance after this much new audio."""
     silence_s: Annotated[float, msgspec.Meta(ge=0.1, le=10.0)] = 0.6
     """Silence that ends an utterance (its ``stream.final``)."""

@@ -51,8 +51,12 @@ chunked, or it begins up to 32 ms late and its first word is at the mercy of the
 
 
 class StreamTuning(msgspec.Struct, frozen=True, kw_only=True):
-    interval_s: float = 0.5
+    interval_s: float = 0.25
     """Audio that must arrive before the open utterance is re-decoded."""
+    first_decode_s: float = 0.5
+    """Audio (its pre-roll included) an utterance holds before its first re-decode: sooner, the decoder
+    hears a syllable and makes words up ("Tonight... Tonight...", "Please record this"), which costs a
+    decode and can even agree with the next one."""
     speech_pad_s: float = 0.2
     """Audio kept before speech starts and after it ends."""
     max_buffer_s: float = 15.0
@@ -214,7 +218,10 @@ class StreamProcessor:
             if not self._covers(current.decoded_to, current):
                 due.append("interval")
             return due
-        interval_due = self._audio.end - current.decoded_to >= self.tuning.interval_s * SAMPLE_RATE_HZ
+        interval_due = (
+            self._audio.end - current.decoded_to >= self.tuning.interval_s * SAMPLE_RATE_HZ
+            and self._audio.end - current.start >= self.tuning.first_decode_s * SAMPLE_RATE_HZ
+        )
         return ["interval"] if interval_due else []
 
     def partial_audio(self, kind: DecodeKind = "interval") -> tuple[np.ndarray, float]:
