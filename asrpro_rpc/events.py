@@ -108,8 +108,10 @@ class StreamFinal(msgspec.Struct, frozen=True, kw_only=True):
     segment: Segment
     """Times in seconds from the stream's start. Its text starts with the last partial's stable text,
     unless ``revised``."""
-    reason: Literal["silence", "max_length", "stop"]
-    """What ended it: a pause, a long utterance trimmed at a sentence end, or ``stream.stop``."""
+    reason: Literal["silence", "sentence", "max_length", "stop"]
+    """What ended it: a pause (``silence_s``); a sentence that ended at a shorter pause, finalized while the
+    utterance goes on (dictation: the decode at the pause and a later one agree on it); a long utterance
+    trimmed at a sentence end; or ``stream.stop``."""
     revised: bool = False
     """Policy ``dictation``: the final decode, which heard the whole utterance, differs from the stable
     words the partials showed, and its words replace them (show this segment's text in their place)."""

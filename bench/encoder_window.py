@@ -1,4 +1,4 @@
-"""Whisper's encoder windows: accuracy and speed of ``full`` (30 s), ``short`` (20 s) and ``fit``, one run.
+"""Whisper's encoder windows: accuracy and speed of ``full`` (30 s), ``short``, ``medium`` and ``fit``.
 
 Usage: python bench/encoder_window.py [--beam-size 1] [--threads 1] MODEL_DIR [MODEL_DIR ...]
 (CTranslate2 Whisper directories). 30 espeak-ng sentences, each with 0 / 0.15 / 0.25 s of silence before
@@ -58,7 +58,7 @@ SENTENCES = (
 )
 LEADS_S = (0.0, 0.15, 0.25)
 TAIL_S = 0.3
-WINDOWS = ("full", "short", "fit")
+WINDOWS = ("full", "short", "medium", "fit")
 DECODE = {
     "language": "en",
     "temperature": 0.0,

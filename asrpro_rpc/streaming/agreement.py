@@ -65,6 +65,11 @@ class LocalAgreement:
         self._commit(committed)
         return committed
 
+    def forget_before(self, cut_s: float) -> None:
+        """The audio before ``cut_s`` was finalized elsewhere: hypotheses now start there."""
+        self._previous = [w for w in self._previous if (w.start + w.end) / 2 >= cut_s]
+        self._stable_tail = [w for w in self._stable_tail if (w.start + w.end) / 2 >= cut_s]
+
     def _commit(self, words: list[Word]) -> None:
         if words:
             self.stable_end_s = words[-1].end

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import msgspec
 
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 SpeechProbabilities = Callable[["np.ndarray"], "np.ndarray"]
-EndReason = Literal["silence", "max_length", "stop"]
+EndReason = Literal["silence", "sentence", "max_length", "stop"]
 DecodeKind = Literal["interval", "pause"]
 _SENTENCE_END = (".", "?", "!", "。", "？", "！")
 _VAD_LOOKBACK_SAMPLES = 2 * WINDOW_SAMPLES
@@ -89,6 +89,16 @@ class Partial(msgspec.Struct, frozen=True):
     """Stream time the decode covered."""
 
 
+class Head(NamedTuple):
+    """The head of an open utterance, finalized before it ends: a ``sentence`` that ended at a pause, or
+    (``max_length``) the stable words trimmed off an overlong one."""
+
+    segment: Segment
+    reason: EndReason
+    revised: bool = False
+    """The partials showed other stable words for it (see ``Utterance.revised``)."""
+
+
 class Utterance:
     """Speech between two silences; ``start`` moves forward when its head is trimmed and finalized."""
 
@@ -111,9 +121,13 @@ class Utterance:
         self.pause_to: int | None = None
         """Where the latest ``pause`` decode asked for ends (dictation): while it heard all the speech and
         its pad, no other is asked for (it may still be running)."""
+        self.pause_speech_end = start
+        """``speech_end`` when that decode was asked for."""
         self.covered: list[Word] | None = None
-        """Words of the latest pause decode applied (dictation); ``covered_to`` is where its audio ends."""
+        """Words of the latest pause decode applied (dictation); ``covered_to`` is where its audio ends,
+        ``covered_speech_end`` where the speech it heard ended."""
         self.covered_to = start
+        self.covered_speech_end = start
         self.segment_id: int | None = None
         """The id its final segment will have, given when it ends (so that the next one's partials, which
         may come before this final, have the next id); unused when it holds no words."""
@@ -134,8 +148,8 @@ class StreamProcessor:
         self.current: Utterance | None = None
         self._ended: list[Utterance] = []
         self._next_segment_id = 0
-        self.trimmed_segments: list[Segment] = []
-        """Segments finalized by trimming, waiting to be announced (``take_trimmed``)."""
+        self.heads: list[Head] = []
+        """Heads of open utterances finalized, waiting to be announced (``take_heads``)."""
 
     @property
     def received_s(self) -> float:
@@ -228,7 +242,7 @@ class StreamProcessor:
         """The open utterance's audio and its start in stream seconds, for a decode ``decodes_due`` asks."""
         assert self.current is not None
         if kind == "pause":
-            self.current.pause_to = self._audio.end
+            self.current.pause_to, self.current.pause_speech_end = self._audio.end, self.current.speech_end
         else:
             self.current.decoded_to = self._audio.end
         return self._audio.view(self.current.start, self._audio.end), self.current.start / SAMPLE_RATE_HZ
@@ -243,24 +257,39 @@ class StreamProcessor:
         return self._audio.end >= current.speech_end + self._pad
 
     def apply_partial(
-        self, utterance: Utterance, words: list[Word], audio_end_s: float, kind: DecodeKind = "interval"
+        self,
+        utterance: Utterance,
+        words: list[Word],
+        audio_start_s: float,
+        audio_end_s: float,
+        kind: DecodeKind = "interval",
     ) -> Partial | None:
-        """Pass a re-decode (stream-time words) through local agreement; None if a later decode was applied
-        first or the utterance has ended.
+        """Pass a re-decode of the audio from ``audio_start_s`` (stream-time words) through local agreement;
+        None if a later decode was applied first, the utterance has ended, or its head was finalized since
+        the decode began (it heard audio that is no longer the utterance's).
 
         Dictation: the ``pause`` decode, when it heard all of the speech so far and its pad, is kept as the
-        final one (``final_words``), also when the utterance ended while it ran.
+        final one (``final_words``), also when the utterance ended while it ran. When it ended a sentence and
+        a later decode, which heard speech after the pause, ends one there too, its sentence is finalized
+        (``take_heads``) and the utterance goes on from the pause: its later decodes, the final one
+        included, hear only the rest.
         """
+        if round(audio_start_s * SAMPLE_RATE_HZ) != utterance.start:
+            return None
         decoded_to = round(audio_end_s * SAMPLE_RATE_HZ)
         if utterance is self.current:
             utterance.speech_end = self._gate.speech_end
         heard_pause = self.tuning.policy == "dictation" and self._covers(decoded_to, utterance)
-        # a decode that heard no words is not trusted as the final one: the final decode gets its own say
-        if kind == "pause" and words and heard_pause:
+        # asked for at a pause, it heard the speech before it and its pad (``final_words`` checks that no
+        # speech came after); one that heard no words is not trusted: the final decode gets its own say
+        if kind == "pause" and words:
             utterance.covered, utterance.covered_to = words, decoded_to
+            utterance.covered_speech_end = utterance.pause_speech_end
         if utterance is not self.current or decoded_to < utterance.applied_to:
             return None
         utterance.applied_to = decoded_to
+        if kind == "interval":
+            words = self._split_at_sentence(utterance, words)
         if heard_pause and kind == "interval":  # the quick decode at a pause: all its words are stable
             utterance.stable += utterance.agreement.commit(words)
         else:  # a decode that heard the pause cut no word off: its words need no settling
@@ -275,6 +304,32 @@ class StreamProcessor:
             audio_end_s=audio_end_s,
         )
 
+    def _split_at_sentence(self, utterance: Utterance, words: list[Word]) -> list[Word]:
+        """Dictation: finalize the sentence the decode at an earlier pause heard (its words, beam-decoded),
+        when ``words`` (a decode that heard speech after that pause) also end a sentence there; returns the
+        words after it. A pause decode hears a mid-sentence fragment as a sentence of its own ("Please
+        vote." for "Please open the door"): a decode that heard on goes on with it, and nothing is split."""
+        head = utterance.covered
+        if head is None or not _ends_sentence(head[-1]):
+            return words
+        # halfway into the pad: where the pause decode was asked, the next word may have begun
+        cut = min(utterance.covered_to, utterance.covered_speech_end + self._pad // 2)
+        cut_s = cut / SAMPLE_RATE_HZ
+        before = [w for w in words if _middle(w) < cut_s]
+        rest = words[len(before) :]
+        if not before or not rest or not _ends_sentence(before[-1]) or rest[0].start < before[-1].end:
+            return words
+        shown = [w for w in utterance.stable if _middle(w) < cut_s]
+        utterance.stable = utterance.stable[len(shown) :]
+        utterance.agreement.forget_before(cut_s)
+        utterance.start, utterance.covered = cut, None
+        self._audio.drop_before(utterance.start)
+        revised = _words_of(shown) != _words_of(head[: len(shown)])
+        segment = self._segment(head, self._new_segment_id())
+        assert segment is not None
+        self.heads.append(Head(segment, "sentence", revised))
+        return rest
+
     def finalize(self, utterance: Utterance, words: list[Word]) -> Segment | None:
         """The final decode of an ended utterance → its segment (None when nothing was said).
 
@@ -283,8 +338,8 @@ class StreamProcessor:
         heard no words at all, where the stable ones stand.
         """
         if self.tuning.policy == "dictation" and words:
-            shown = [w.word.strip() for w in utterance.stable]
-            utterance.revised = shown != [w.word.strip() for w in words[: len(shown)]]
+            shown = _words_of(utterance.stable)
+            utterance.revised = shown != _words_of(words[: len(shown)])
             final = words
         else:
             final = utterance.stable + utterance.agreement.commit(words)
@@ -292,9 +347,9 @@ class StreamProcessor:
         assert utterance.segment_id is not None
         return self._segment(final, utterance.segment_id)
 
-    def take_trimmed(self) -> list[Segment]:
-        trimmed, self.trimmed_segments = self.trimmed_segments, []
-        return trimmed
+    def take_heads(self) -> list[Head]:
+        heads, self.heads = self.heads, []
+        return heads
 
     def _trim(self, utterance: Utterance) -> None:
         """Finalize the stable head of an overlong utterance and drop its audio."""
@@ -304,7 +359,7 @@ class StreamProcessor:
             return
         cut_index = len(utterance.stable)
         for index in range(len(utterance.stable) - 1, -1, -1):
-            if utterance.stable[index].word.strip().endswith(_SENTENCE_END):
+            if _ends_sentence(utterance.stable[index]):
                 cut_index = index + 1
                 break
         head, utterance.stable = utterance.stable[:cut_index], utterance.stable[cut_index:]
@@ -313,7 +368,7 @@ class StreamProcessor:
         self._audio.drop_before(utterance.start)
         segment = self._segment(head, self._new_segment_id())
         if segment is not None:
-            self.trimmed_segments.append(segment)
+            self.heads.append(Head(segment, "max_length"))
 
     def _new_segment_id(self) -> int:
         self._next_segment_id += 1
@@ -327,3 +382,15 @@ class StreamProcessor:
 
 def _text(words: list[Word]) -> str:
     return "".join(w.word for w in words).strip()
+
+
+def _words_of(words: list[Word]) -> list[str]:
+    return [w.word.strip() for w in words]
+
+
+def _ends_sentence(word: Word) -> bool:
+    return word.word.strip().endswith(_SENTENCE_END)
+
+
+def _middle(word: Word) -> float:
+    return (word.start + word.end) / 2

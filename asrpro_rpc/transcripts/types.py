@@ -17,7 +17,7 @@ Task = Literal["transcribe", "translate"]
 ResponseFormat = Literal["json", "verbose_json", "text", "srt", "vtt"]
 Granularity = Literal["segment", "word"]
 Priority = Literal["interactive", "background"]
-EncoderWindow = Literal["short", "fit", "full"]
+EncoderWindow = Literal["short", "medium", "fit", "full"]
 Temperature = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 """A sampling temperature: 0..1, as OpenAI's API allows."""
 Temperatures = Temperature | Annotated[list[Temperature], msgspec.Meta(min_length=1, max_length=10)] | None
@@ -98,8 +98,9 @@ class TranscribeOptions(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
     """Over 1 discourages repeating tokens already decoded (Whisper); streams use 1.1 (see stream.start)."""
     encoder_window: EncoderWindow = "short"
     """Whisper's encoder window for audio under 30 s (CTranslate2): ``short``, 20 s when the audio fits in
-    it (as accurate as 30 s, half the time); ``fit``, the audio plus 2 s (half again, WER about 0.02 worse:
-    dictation streams' partial re-decodes use it); ``full``, faster-whisper's 30 s."""
+    it (as accurate as 30 s, half the time); ``medium``, 10 s when it fits, else 20 s (half again for short
+    audio, WER about 0.004 worse: streams' final decodes use it); ``fit``, the audio plus 2 s (WER about
+    0.02 worse: dictation streams' partial re-decodes use it); ``full``, faster-whisper's 30 s."""
     min_confidence: float | None = None
     vocabulary: Vocabulary | None = None
     """Overrides the ``vocabulary.*`` settings (the user's dictionary) field by field."""

@@ -15,7 +15,8 @@ from asrpro_rpc.engines import create_engine
 from asrpro_rpc.engines.base import LoadInfo, LoadSpec
 from asrpro_rpc.engines.chunking import Audio
 from asrpro_rpc.engines.whisper import WhisperEngine
-from asrpro_rpc.transcripts.types import TranscribeOptions, Transcript, VadOptions
+from asrpro_rpc.engines.whisper_window import window_frames
+from asrpro_rpc.transcripts.types import EncoderWindow, TranscribeOptions, Transcript, VadOptions
 from tests.support.models import TINY_FAST
 from tests.support.wer import wer
 
@@ -224,3 +225,22 @@ def test_english_only_model_refuses_translation_and_other_languages(
         _transcribe(engine, speech_wav, TranscribeOptions(task="translate"))
     with pytest.raises(errors.InvalidParams, match="English-only"):
         _transcribe(engine, speech_wav, TranscribeOptions(language="de"))
+
+
+def test_encoder_windows_follow_the_audio_length() -> None:
+    second = 16000
+    assert window_frames(5 * second, "medium") == 1000
+    assert window_frames(12 * second, "medium") == window_frames(12 * second, "short") == 2000
+    assert window_frames(25 * second, "medium") is None and window_frames(5 * second, "full") is None
+    assert window_frames(3 * second, "fit") == 500
+
+
+@pytest.mark.real_weights
+@pytest.mark.parametrize("window", ["full", "short", "medium", "fit"])
+def test_base_hears_a_sentence_in_every_encoder_window(
+    base_engine: WhisperEngine, speech_wav: Path, window: EncoderWindow
+) -> None:
+    options = TranscribeOptions(language="en", encoder_window=window, word_timestamps=True)
+    transcript, _ = _transcribe(base_engine, speech_wav, options)
+    assert wer("Please open the door and turn on the lights in the kitchen.", transcript.text) <= 0.1
+    assert transcript.words and transcript.words[-1].end <= transcript.duration

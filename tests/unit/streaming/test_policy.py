@@ -150,12 +150,14 @@ def test_partials_stabilise_and_long_speech_is_trimmed_at_sentence_ends() -> Non
             Word(f" w{i}{'.' if i % 4 == 3 else ''}", i * 0.5, i * 0.5 + 0.4)
             for i in range(int(offset_s * 2 + 0.999), int(end_s * 2))
         ]
-        partial = processor.apply_partial(utterance, hypothesis, end_s)
+        partial = processor.apply_partial(utterance, hypothesis, offset_s, end_s)
         assert partial is not None
         assert partial.stable.startswith(stable_seen.get(partial.segment_id, ""))
         stable_seen[partial.segment_id] = partial.stable
         assert processor.held_s <= tuning.max_buffer_s + 1.0
-    trimmed = processor.take_trimmed()
+    heads = processor.take_heads()
+    assert {head.reason for head in heads} == {"max_length"}
+    trimmed = [head.segment for head in heads]
     assert len(trimmed) >= 5
     assert all(segment.text.endswith(".") for segment in trimmed)
     assert [s.id for s in trimmed] == list(range(len(trimmed)))
@@ -178,7 +180,7 @@ def _drive(processor: StreamProcessor, audio: np.ndarray, seed: int) -> list[tup
             hypothesis = [
                 Word(f" w{i}", t, t + 0.25) for i, t in enumerate(np.arange(offset_s, speech_end_s, 0.3))
             ]
-            assert processor.apply_partial(utterance, hypothesis, end_s, kind) is not None
+            assert processor.apply_partial(utterance, hypothesis, offset_s, end_s, kind) is not None
             heard_all = end_s >= speech_end_s + processor.tuning.speech_pad_s
             decodes.append((kind, heard_all))
     return decodes
@@ -247,7 +249,7 @@ def test_a_pause_decode_that_lands_after_the_end_is_still_the_final(
     (ended,) = processor.take_ended()
     assert ended is utterance and processor.final_words(ended) is None
     final = words(("Hello", spans[0][0], spans[0][1] - 0.1))
-    assert processor.apply_partial(ended, final, offset_s + len(heard) / RATE, "pause") is None
+    assert processor.apply_partial(ended, final, offset_s, offset_s + len(heard) / RATE, "pause") is None
     assert processor.final_words(ended) == final
 
 
@@ -262,7 +264,7 @@ def test_the_final_decode_revises_stable_words_only_under_dictation(policy: str)
     heard = words(("turn", 0.0, 0.3), ("light", 0.4, 0.7), ("invocation", 0.8, 1.4))
     for end_s in (2.0, 2.5):
         processor.partial_audio()
-        processor.apply_partial(utterance, heard, end_s)
+        processor.apply_partial(utterance, heard, 0.0, end_s)
     assert _stable_text(utterance) == "turn light invocation"
     processor.flush()
     (ended,) = processor.take_ended()
@@ -281,10 +283,76 @@ def test_a_stale_decode_is_dropped() -> None:
     processor.feed(np.zeros(3 * RATE, dtype=np.float32))
     utterance = processor.current
     assert utterance is not None
-    assert processor.apply_partial(utterance, words(("hello", 0.0, 0.4)), 2.5) is not None
-    assert processor.apply_partial(utterance, words(("yellow", 0.0, 0.4)), 2.0) is None
+    assert processor.apply_partial(utterance, words(("hello", 0.0, 0.4)), 0.0, 2.5) is not None
+    assert processor.apply_partial(utterance, words(("yellow", 0.0, 0.4)), 0.0, 2.0) is None
     assert [w.word for w in utterance.agreement.unstable] == [" hello"]
 
 
 def _stable_text(utterance: Utterance) -> str:
     return "".join(w.word for w in utterance.stable).strip()
+
+
+def _two_sentences_one_pause(
+    speech_sentences: list[tuple[str, Path]], later_first: str, later: list[tuple[str, float]]
+) -> tuple[StreamProcessor, Utterance, float]:
+    """Two sentences back to back (one utterance: espeak-ng's 0.4 s of trailing silence between them is
+    shorter than ``silence_s``): the decode at the pause hears "Please open the door." over the first and
+    lands once the second has begun (it is a slow one); the next interval decode hears ``later_first`` over
+    the first, then ``later`` (words at seconds from the second's start). Returns the processor (the
+    stream stopped), the utterance and the pause's time."""
+    first, second = (_samples(path) for _, path in speech_sentences[:2])
+    audio = np.concatenate([first, second])
+    second_s = len(first) / RATE
+    head = words(
+        ("Please", 0.1, 0.4), ("open", 0.5, 0.8), ("the", 0.85, 1.0), ("door.", 1.0, second_s - 0.45)
+    )
+    over_first = [Word(f" {text}", w.start, w.end) for text, w in zip(later_first.split(), head, strict=True)]
+    after = [Word(f" {text}", second_s + at, second_s + at + 0.2) for text, at in later]
+    processor = StreamProcessor(SileroVad(), StreamTuning())
+    utterance, pause, later_sent = None, (0.0, 0.0), False
+    for chunk in _chunks(audio, 6):
+        processor.feed(chunk)
+        for kind in processor.decodes_due():
+            utterance = processor.current
+            assert utterance is not None
+            heard, offset_s = processor.partial_audio(kind)
+            end_s = offset_s + len(heard) / RATE
+            if kind == "pause" and not pause[1]:
+                pause = (offset_s, end_s)
+            elif pause[1] and not later_sent and end_s > second_s + 0.6:
+                processor.apply_partial(utterance, head, *pause, "pause")
+                processor.apply_partial(utterance, over_first + after, offset_s, end_s)
+                later_sent = True
+    pause_s = pause[1]
+    assert utterance is not None and pause_s and later_sent
+    processor.flush()
+    return processor, utterance, pause_s
+
+
+def test_a_sentence_two_decodes_agree_on_is_final_at_its_pause(
+    speech_sentences: list[tuple[str, Path]],
+) -> None:
+    """Dictation: the sentence the pause decode heard, confirmed by a later decode that heard on, is
+    finalized there; the utterance's later decodes (its final one too) hear only what follows the pause."""
+    processor, utterance, pause_s = _two_sentences_one_pause(
+        speech_sentences, "please open the door.", [("Speech", 0.0)]
+    )
+    (head,) = processor.take_heads()
+    assert head.reason == "sentence" and head.segment.text == "Please open the door." and head.segment.id == 0
+    (ended,) = processor.take_ended()
+    assert ended is utterance and ended.segment_id == 1
+    # the rest starts halfway into the pad the pause decode heard: the next word may have begun at its end
+    assert round((pause_s - 0.2) * RATE) < ended.start <= round((pause_s - 0.1) * RATE)
+    assert ended.audio is not None and len(ended.audio) == ended.end - ended.start
+    assert [w.word for w in ended.stable] == []  # "Speech" was heard once: not stable yet
+
+
+def test_a_fragment_heard_at_a_pause_is_not_split_off(speech_sentences: list[tuple[str, Path]]) -> None:
+    """The later decode, which heard on, does not end the sentence there ("door and …"): nothing is split,
+    and the final decode hears the whole utterance."""
+    processor, utterance, _ = _two_sentences_one_pause(
+        speech_sentences, "Please open the door", [("and", 0.0)]
+    )
+    assert processor.take_heads() == []
+    (ended,) = processor.take_ended()
+    assert ended is utterance and ended.start < RATE * 0.3
