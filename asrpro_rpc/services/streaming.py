@@ -559,7 +559,7 @@ class StreamingService:
         base = stream.final_options if final else stream.options
         budget = _TOKENS_BASE + math.ceil(_TOKENS_PER_S * len(audio) / SAMPLE_RATE_HZ)
         max_new_tokens = min(base.max_new_tokens or budget, budget)
-        options = msgspec.structs.replace(base, prompt=stream.prompt(), max_new_tokens=max_new_tokens)
+        options = msgspec.structs.replace(base, max_new_tokens=max_new_tokens)
         pcm = audio.astype("<f4").tobytes()
         started_s = time.perf_counter()
         transcript = await run_blocking(

@@ -17,8 +17,11 @@ Two policies (``StreamTuning.policy``):
   (never changed by a later partial), but the final decode heard the whole utterance, as a file
   transcription does, so its words are the segment's; where they differ from the stable ones the segment
   is ``revised`` (partials of a growing utterance hear "light's invocation" for "lights in the kit…";
-  the whole utterance is heard right). Stable words are not committed at a pause: a decode at a
-  mid-sentence pause hears a fragment ("Please vote." for "Please open the door").
+  the whole utterance is heard right). A sentence that ends at a pause is finished there once a later
+  decode, which heard on, ends a sentence there too (``Head``, ``take_heads``): the utterance goes on
+  from the pause, so that the decode still to come when the user stops is of the last sentence alone. A
+  decode at a mid-sentence pause hears a fragment as a sentence ("Please vote." for "Please open the
+  door"); the decode that heard on goes on with it, and nothing is split.
 
 Memory stays flat: only the open utterance's audio (plus a short pre-roll) is held, and an utterance
 longer than ``max_buffer_s`` is trimmed at its last stable word, whose words are finalized then.

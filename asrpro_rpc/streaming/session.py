@@ -21,11 +21,6 @@ if TYPE_CHECKING:
     from asrpro_rpc.audio.capture import InputCapture
     from asrpro_rpc.streaming.processor import StreamProcessor, Utterance
 
-_PROMPT_CHARS = 60
-"""Finalized text handed to each decode as its prompt: about a sentence, whole words. whisper_streaming
-hands 200 characters, which cost a beam-5 decode of 2 s of speech 2.6x the time (whisper-base, 1 thread:
-0.92 s against 0.37 s with 60 characters and 0.35 s with none)."""
-
 _QUEUED_FINALS = 2
 
 
@@ -108,17 +103,6 @@ class LiveStream:
         with anyio.move_on_after(self.poll_s if self.poll_s is not None else float("inf")):
             await self._wake.wait()
         self._wake = anyio.Event()
-
-    # --- decoding context ----------------------------------------------------------------------------
-    def prompt(self) -> str | None:
-        """The end of the finalized text, so each decode continues it (the caller's prompt at first)."""
-        text = " ".join(segment.text.strip() for segment in self.segments[-4:])
-        if not text:
-            return self.options.prompt
-        if len(text) <= _PROMPT_CHARS:
-            return text
-        tail = text[-_PROMPT_CHARS:]
-        return tail.split(" ", 1)[1] if " " in tail else tail
 
     def written(self, segment: Segment) -> Segment:
         """``segment`` as reported: its text through the vocabulary's rules."""
