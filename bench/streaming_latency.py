@@ -1,6 +1,6 @@
 """Streaming latency: feed speech at real-time pace and time when each word first becomes stable.
 
-Usage: python bench/streaming_latency.py [--model whisper-base] [--chunk-ms 50] [--interval-s 0.5]
+Usage: python bench/streaming_latency.py [--model whisper-base] [--chunk-ms 50] [--interval-s 0.25]
 Speech: five espeak-ng sentences separated by 1 s pauses (the bundled sample if espeak-ng/sox are missing).
 Per word, the delay runs from the moment the chunk holding the word's last sample was pushed to the first
 ``stream.partial`` whose stable text includes it (or its ``stream.final``). Prints p50/p95 of that delay,
@@ -107,7 +107,7 @@ def main() -> None:
     )
     parser.add_argument("--model", default="whisper-base")
     parser.add_argument("--chunk-ms", type=int, default=50)
-    parser.add_argument("--interval-s", type=float, default=0.5)
+    parser.add_argument("--interval-s", type=float, default=0.25)
     parser.add_argument("--beam-size", type=int, default=1)
     parser.add_argument("--policy", default="dictation", choices=("dictation", "agreement"))
     parser.add_argument("--log-level", default="warning", help="sidecar log (debug: each decode)")
