@@ -1,19 +1,22 @@
 """Dictation: how soon the text is there when the user stops speaking, idle and behind a long file.
 
 Usage: python bench/dictation.py [--model whisper-base] [--rounds 5] [--background-minutes 10]
+[--wer-clips 10].
 A 6 s two-sentence espeak-ng clip is pushed through ``stream.*`` at real-time pace in 50 ms chunks; the
 time from ``stream.stop`` sent to its answer (the final text) is measured per round, beside
 ``transcribe.file`` of the same clip, in one run. Then the same while a long file (speech and pauses) is
 transcribed in the background. Both stream policies (``dictation``, ``agreement``) run, interleaved
 round by round. Prints p50/p95 of each, the ratios (goals: stop → final p95 ≤ 0.25× the file; behind a
 long file ≤ 1.5× idle), each policy's final WER beside the file's, and the CPU share while streaming.
+Accuracy is measured on a WER set as well: ``--wer-clips`` more two-sentence clips (``encoder_window.py``'s
+sentences, paired), each dictated once per policy and transcribed as a file (goal: each policy's corpus
+WER within 0.02 of the file's).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,20 +27,18 @@ import numpy as np
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from streaming_latency import SAMPLE_RATE_HZ, Sidecar, push_in_real_time  # noqa: E402 - the bench folder's own helpers
+from encoder_window import SENTENCES, speak  # noqa: E402 - the bench folder's own helpers
+from streaming_latency import SAMPLE_RATE_HZ, Sidecar, push_in_real_time  # noqa: E402
 
 from tests.support.wer import wer  # noqa: E402
 
-CLIP_TEXT = "Please open the door and turn on the lights in the kitchen. Speech recognition works offline."
+CLIP_TEXT = SENTENCES[0]
+WER_SET = tuple(" ".join(SENTENCES[i : i + 2]) for i in range(1, len(SENTENCES) - 1, 2))
 CHUNK_S = 0.05
 
 
-def speak(text: str, folder: Path) -> np.ndarray:
-    raw, out = folder / "raw.wav", folder / "clip.wav"
-    subprocess.run(["espeak-ng", "-s", "150", "-w", str(raw), text], check=True)
-    subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(out)], check=True)
-    with wave.open(str(out), "rb") as wav:
-        return np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").copy()
+def speak_pcm16(text: str, folder: Path, index: int) -> np.ndarray:
+    return (speak(text, folder, index) * 32768).astype(np.int16)
 
 
 def write_wav(path: Path, samples: np.ndarray) -> Path:
@@ -83,11 +84,14 @@ def main() -> None:
     parser.add_argument("--model", default="whisper-base")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--background-minutes", type=float, default=10.0)
+    parser.add_argument("--wer-clips", type=int, default=10, help=f"at most {len(WER_SET)}")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        clip = speak(CLIP_TEXT, folder)
+        clip = speak_pcm16(CLIP_TEXT, folder, 0)
         clip_path = write_wav(folder / "clip.wav", clip)
+        texts = WER_SET[: args.wer_clips]
+        wer_set = [(text, speak_pcm16(text, folder, i)) for i, text in enumerate(texts, 1)]
         pause = np.zeros(2 * SAMPLE_RATE_HZ, dtype=np.int16)
         block = np.concatenate([clip, pause])
         repeats = int(args.background_minutes * 60 * SAMPLE_RATE_HZ / len(block)) + 1
@@ -103,6 +107,7 @@ def main() -> None:
             for policy in POLICIES:
                 runs[policy].append(dictate(sidecar, args.model, clip, policy))
             files.append(transcribe_file(sidecar, args.model, clip_path))
+        accuracy = measure_wer_set(sidecar, args.model, wer_set, folder)
         background_id = sidecar.send(
             "transcribe.file", {"path": str(long_path), "model": args.model, "language": "en"}
         )
@@ -110,6 +115,35 @@ def main() -> None:
         background_done = sidecar.drain(until_id=background_id, timeout_s=0.01) is not None
         sidecar.process.kill()
     report(args, len(clip) / SAMPLE_RATE_HZ, runs, files, busy_stop, background_done)
+    report_wer_set(wer_set, accuracy)
+
+
+def measure_wer_set(
+    sidecar: Sidecar, model: str, wer_set: list[tuple[str, np.ndarray]], folder: Path
+) -> dict[str, float]:
+    """Word errors summed over the set, per policy and for ``transcribe.file``."""
+    errors = dict.fromkeys(("file", *POLICIES), 0.0)
+    for index, (text, clip) in enumerate(wer_set):
+        words = len(text.split())
+        for policy in POLICIES:
+            errors[policy] += wer(text, dictate(sidecar, model, clip, policy)[1]) * words
+        path = write_wav(folder / f"set-{index}.wav", clip)
+        errors["file"] += wer(text, transcribe_file(sidecar, model, path)[1]) * words
+    return errors
+
+
+def report_wer_set(wer_set: list[tuple[str, np.ndarray]], errors: dict[str, float]) -> None:
+    words = sum(len(text.split()) for text, _ in wer_set)
+    audio_s = sum(len(clip) for _, clip in wer_set) / SAMPLE_RATE_HZ
+    print(f"WER set: {len(wer_set)} two-sentence clips, {words} words, {audio_s:.0f} s")
+    file_wer = errors["file"] / words
+    print(f"  transcribe.file  corpus WER {file_wer:.3f}")
+    for policy in POLICIES:
+        stream_wer = errors[policy] / words
+        print(
+            f"  {policy:<15}  corpus WER {stream_wer:.3f}  ({stream_wer - file_wer:+.3f} against the file,"
+            " goal within 0.02)"
+        )
 
 
 def report(
