@@ -84,7 +84,8 @@ class StreamStartParams(TranscribeOptions, kw_only=True, frozen=True, forbid_unk
     encoder_window: EncoderWindow = "medium"
     """Whisper's encoder window of the final decodes (and dictation's decodes at pauses): 10 s for
     utterances up to 9 s, a dictation's last sentence decoding in about half the time of ``short``'s 20 s
-    (WER 0.097 → 0.101 on ``bench/encoder_window.py``'s 90 clips, beam 5, whisper-base)."""
+    (WER 0.097 → 0.101 on ``bench/encoder_window.py``'s 90 clips, beam 5, whisper-base). A sentence
+    finished at a pause (dictation) is decoded again in ``short`` while the speaker goes on."""
     repetition_penalty: Annotated[float, msgspec.Meta(ge=1.0, le=2.0)] | None = 1.1
     """A beam-5 decode of a short utterance after a prompt can loop ("The low world. I'm sorry, I'm sorry,
     I'm sorry, I"); 1.1 stops that and, on 120 espeak-ng clips, moved whisper-base's WER 0.109 -> 0.104."""
@@ -147,6 +148,12 @@ class StreamCancelResult(msgspec.Struct, frozen=True):
     stream_id: str
     cancelled: bool = True
 
+
+_NARROWER_THAN_FILES: frozenset[EncoderWindow] = frozenset({"medium", "fit"})
+"""Encoder windows narrower than ``transcribe.file``'s ``short``: a dictation's sentences finished at a pause
+are decoded again in ``short`` (``sentence_options``): on two-sentence espeak-ng clips in three voices
+(whisper-base, beam 5, three runs) a first sentence decoded in ``medium`` had WER 0.130-0.146 against
+0.102-0.121 in ``short`` (0.102-0.108 inside a decode of the whole clip)."""
 
 Announcement = Utterance | list[Head]
 """What the stream announces in order: an ended utterance (its final) or heads finalized off open ones."""
@@ -216,11 +223,16 @@ class StreamingService:
         final_options = msgspec.structs.replace(
             options, beam_size=params.final_beam_size, encoder_window=params.encoder_window
         )
+        sentence_options = None
+        if params.policy == "dictation" and spec.engine == "whisper":
+            if params.encoder_window in _NARROWER_THAN_FILES:
+                sentence_options = msgspec.structs.replace(final_options, encoder_window="short")
         stream = LiveStream(
             f"s{next(self._ids)}",
             spec.id,
             options,
             final_options=final_options,
+            sentence_options=sentence_options,
             encoding=params.encoding,
             poll_s=poll_s,
         )
@@ -490,7 +502,8 @@ class StreamingService:
         processor = stream.processor
         assert processor is not None and decode.utterance is not None
         audio = decode.audio
-        words = await self._decode(stream, resident, audio, decode.offset_s, final=decode.kind == "pause")
+        options = stream.final_options if decode.kind == "pause" else stream.options
+        words = await self._decode(stream, resident, audio, decode.offset_s, options)
         audio_end_s = decode.offset_s + len(audio) / SAMPLE_RATE_HZ
         async with stream.decoding:
             partial = processor.apply_partial(
@@ -523,6 +536,7 @@ class StreamingService:
             async for item in announcements:
                 if isinstance(item, list):
                     for head in item:
+                        head = await self._rehear(stream, resident, head)
                         self._announce(stream, [head.segment], head.reason, revised=head.revised)
                     continue
                 if stream.pause_decoding is not None and stream.pause_decoding[0] is item:
@@ -532,7 +546,7 @@ class StreamingService:
                 if words is None:
                     assert item.audio is not None
                     start_s = item.start / SAMPLE_RATE_HZ
-                    words = await self._decode(stream, resident, item.audio, start_s, final=True)
+                    words = await self._decode(stream, resident, item.audio, start_s, stream.final_options)
                 async with stream.decoding:
                     segment = processor.finalize(item, words)
                 self._announce(stream, [segment] if segment else [], item.reason, revised=item.revised)
@@ -551,12 +565,26 @@ class StreamingService:
             final = StreamFinal(stream_id=stream.id, segment=written, reason=reason, revised=revised)
             self._notify("stream.final", final)
 
+    async def _rehear(self, stream: LiveStream, resident: Any, head: Head) -> Head:
+        """A sentence finished at a pause, decoded again with ``sentence_options`` while the speaker goes on:
+        its pause decode, made in the finals' encoder window (quick, in case it was the last), is further
+        from a file's words than a decode in the file's."""
+        if head.audio is None or stream.sentence_options is None:
+            return head
+        words = await self._decode(stream, resident, head.audio, head.audio_start_s, stream.sentence_options)
+        return head.reheard(words)
+
     async def _decode(
-        self, stream: LiveStream, resident: Any, audio: Any, offset_s: float, *, final: bool = False
+        self,
+        stream: LiveStream,
+        resident: Any,
+        audio: Any,
+        offset_s: float,
+        base: TranscribeOptions | None = None,
     ) -> list[Word]:
-        """Decode ``audio`` in the engine process (``final``: with the final decodes' options); words in
-        stream time."""
-        base = stream.final_options if final else stream.options
+        """Decode ``audio`` in the engine process with ``base`` (default: the partial re-decodes' options);
+        words in stream time."""
+        base = base or stream.options
         budget = _TOKENS_BASE + math.ceil(_TOKENS_PER_S * len(audio) / SAMPLE_RATE_HZ)
         max_new_tokens = min(base.max_new_tokens or budget, budget)
         options = msgspec.structs.replace(base, max_new_tokens=max_new_tokens)

@@ -19,7 +19,8 @@ Two policies (``StreamTuning.policy``):
   is ``revised`` (partials of a growing utterance hear "light's invocation" for "lights in the kit…";
   the whole utterance is heard right). A sentence that ends at a pause is finished there once a later
   decode, which heard on, ends a sentence there too (``Head``, ``take_heads``): the utterance goes on
-  from the pause, so that the decode still to come when the user stops is of the last sentence alone. A
+  from the pause, so that the decode still to come when the user stops is of the last sentence alone (the
+finished one keeps its pause decode's audio, for the caller to decode again while the speaker goes on). A
   decode at a mid-sentence pause hears a fragment as a sentence ("Please vote." for "Please open the
   door"); the decode that heard on goes on with it, and nothing is split.
 
@@ -100,6 +101,21 @@ class Head(NamedTuple):
     reason: EndReason
     revised: bool = False
     """The partials showed other stable words for it (see ``Utterance.revised``)."""
+    audio: np.ndarray | None = None
+    """(``sentence``) the audio its pause decode heard, from ``audio_start_s``: the caller may decode it
+    again, with time to spare now that the speaker goes on, and take those words (``reheard``)."""
+    audio_start_s: float = 0.0
+    shown: tuple[str, ...] = ()
+    """The stable words the partials showed for it."""
+
+    def reheard(self, words: list[Word]) -> Head:
+        """This head with the words of another decode of its ``audio`` (itself if that heard none)."""
+        if not words:
+            return self
+        segment = _segment(words, self.segment.id)
+        assert segment is not None
+        revised = list(self.shown) != _words_of(words[: len(self.shown)])
+        return self._replace(segment=segment, revised=revised, audio=None)
 
 
 class Utterance:
@@ -322,15 +338,16 @@ class StreamProcessor:
         rest = words[len(before) :]
         if not before or not rest or not _ends_sentence(before[-1]) or rest[0].start < before[-1].end:
             return words
-        shown = [w for w in utterance.stable if _middle(w) < cut_s]
+        shown = _words_of([w for w in utterance.stable if _middle(w) < cut_s])
         utterance.stable = utterance.stable[len(shown) :]
         utterance.agreement.forget_before(cut_s)
+        heard = self._audio.view(utterance.start, utterance.covered_to), utterance.start / SAMPLE_RATE_HZ
         utterance.start, utterance.covered = cut, None
         self._audio.drop_before(utterance.start)
-        revised = _words_of(shown) != _words_of(head[: len(shown)])
-        segment = self._segment(head, self._new_segment_id())
+        revised = shown != _words_of(head[: len(shown)])
+        segment = _segment(head, self._new_segment_id())
         assert segment is not None
-        self.heads.append(Head(segment, "sentence", revised))
+        self.heads.append(Head(segment, "sentence", revised, *heard, tuple(shown)))
         return rest
 
     def finalize(self, utterance: Utterance, words: list[Word]) -> Segment | None:
@@ -348,7 +365,7 @@ class StreamProcessor:
             final = utterance.stable + utterance.agreement.commit(words)
         utterance.stable = []
         assert utterance.segment_id is not None
-        return self._segment(final, utterance.segment_id)
+        return _segment(final, utterance.segment_id)
 
     def take_heads(self) -> list[Head]:
         heads, self.heads = self.heads, []
@@ -369,7 +386,7 @@ class StreamProcessor:
         cut = max(int(head[-1].end * SAMPLE_RATE_HZ), utterance.start)
         utterance.start = min(cut, self._audio.end)
         self._audio.drop_before(utterance.start)
-        segment = self._segment(head, self._new_segment_id())
+        segment = _segment(head, self._new_segment_id())
         if segment is not None:
             self.heads.append(Head(segment, "max_length"))
 
@@ -377,10 +394,11 @@ class StreamProcessor:
         self._next_segment_id += 1
         return self._next_segment_id - 1
 
-    def _segment(self, words: list[Word], segment_id: int) -> Segment | None:
-        if not words:
-            return None
-        return Segment(id=segment_id, start=words[0].start, end=words[-1].end, text=_text(words), words=words)
+
+def _segment(words: list[Word], segment_id: int) -> Segment | None:
+    if not words:
+        return None
+    return Segment(id=segment_id, start=words[0].start, end=words[-1].end, text=_text(words), words=words)
 
 
 def _text(words: list[Word]) -> str:

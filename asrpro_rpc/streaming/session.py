@@ -34,6 +34,7 @@ class LiveStream:
         options: TranscribeOptions,
         *,
         final_options: TranscribeOptions,
+        sentence_options: TranscribeOptions | None = None,
         encoding: Encoding,
         poll_s: float | None,
     ) -> None:
@@ -43,6 +44,8 @@ class LiveStream:
         """Options of the partial re-decodes."""
         self.final_options = final_options
         """Options of the final decodes (a wider beam)."""
+        self.sentence_options = sentence_options
+        """Options to decode a sentence finished at a pause again with (a file's encoder window), if any."""
         self.encoding = encoding
         self.poll_s = poll_s
         """Set for sources that push from other threads (they can't wake the worker): how often it looks."""

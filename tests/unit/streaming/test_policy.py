@@ -12,9 +12,9 @@ import pytest
 
 from asrpro_rpc.streaming.agreement import LocalAgreement, normalize
 from asrpro_rpc.streaming.buffer import AudioWindow
-from asrpro_rpc.streaming.processor import StreamProcessor, StreamTuning, Utterance
+from asrpro_rpc.streaming.processor import Head, StreamProcessor, StreamTuning, Utterance
 from asrpro_rpc.streaming.vad import GateTuning, SileroVad, SpeechGate
-from asrpro_rpc.transcripts.types import Word
+from asrpro_rpc.transcripts.types import Segment, Word
 
 RATE = 16000
 
@@ -339,12 +339,28 @@ def test_a_sentence_two_decodes_agree_on_is_final_at_its_pause(
     )
     (head,) = processor.take_heads()
     assert head.reason == "sentence" and head.segment.text == "Please open the door." and head.segment.id == 0
+    # it keeps the audio its pause decode heard, for the caller to decode again
+    assert head.audio is not None and head.audio_start_s == 0.0
+    assert len(head.audio) == round(pause_s * RATE)
     (ended,) = processor.take_ended()
     assert ended is utterance and ended.segment_id == 1
     # the rest starts halfway into the pad the pause decode heard: the next word may have begun at its end
     assert round((pause_s - 0.2) * RATE) < ended.start <= round((pause_s - 0.1) * RATE)
     assert ended.audio is not None and len(ended.audio) == ended.end - ended.start
     assert [w.word for w in ended.stable] == []  # "Speech" was heard once: not stable yet
+
+
+def test_a_sentence_heard_again_takes_that_decode_s_words() -> None:
+    """``Head.reheard``: another decode of a finished sentence's audio gives its words (same segment id),
+    ``revised`` against the stable words the partials showed; a decode that heard nothing changes nothing."""
+    first = words(("Please", 1.0, 1.3), ("open.", 1.3, 1.6))
+    segment = Segment(id=3, start=1.0, end=1.6, text="Please open.", words=first)
+    head = Head(segment, "sentence", False, np.zeros(RATE, dtype=np.float32), 1.0, ("Please", "open."))
+    again = head.reheard(words(("Please", 1.0, 1.3), ("vote.", 1.3, 1.6)))
+    assert (again.segment.id, again.segment.text, again.revised) == (3, "Please vote.", True)
+    assert again.audio is None and again.reason == "sentence"
+    assert head.reheard([]) is head
+    assert not head.reheard(first).revised
 
 
 def test_a_fragment_heard_at_a_pause_is_not_split_off(speech_sentences: list[tuple[str, Path]]) -> None:
