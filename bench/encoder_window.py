@@ -72,7 +72,8 @@ DECODE = {
 def speak(text: str, folder: Path, index: int, voice: str = "en") -> np.ndarray:
     raw, out = folder / f"{index}-{voice}.raw.wav", folder / f"{index}-{voice}.wav"
     subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(raw), text], check=True)
-    subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(out)], check=True)
+    # -R: sox seeds its dither alike each run, so that every run hears the same samples
+    subprocess.run(["sox", "-R", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(out)], check=True)
     with wave.open(str(out), "rb") as wav:
         return np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").astype(np.float32) / 32768
 
