@@ -371,7 +371,8 @@ class StreamingService:
         stream goes live, and pays the first decode's one-off cost before the user speaks."""
         import numpy as np
 
-        await self._decode(stream, resident, np.zeros(SAMPLE_RATE_HZ // 2, dtype=np.float32), 0.0)
+        silence = np.zeros(SAMPLE_RATE_HZ // 2, dtype=np.float32)
+        await self._decode(stream, resident, silence, 0.0, stream.options)
         stream.language = stream.options.language
 
     def _open_microphone(self, stream: LiveStream, params: StreamStartParams) -> None:
@@ -580,11 +581,10 @@ class StreamingService:
         resident: Any,
         audio: Any,
         offset_s: float,
-        base: TranscribeOptions | None = None,
+        base: TranscribeOptions,
     ) -> list[Word]:
-        """Decode ``audio`` in the engine process with ``base`` (default: the partial re-decodes' options);
-        words in stream time."""
-        base = base or stream.options
+        """Decode ``audio`` in the engine process with ``base`` (its token budget capped); words in stream
+        time."""
         budget = _TOKENS_BASE + math.ceil(_TOKENS_PER_S * len(audio) / SAMPLE_RATE_HZ)
         max_new_tokens = min(base.max_new_tokens or budget, budget)
         options = msgspec.structs.replace(base, max_new_tokens=max_new_tokens)

@@ -20,7 +20,7 @@ Two policies (``StreamTuning.policy``):
   the whole utterance is heard right). A sentence that ends at a pause is finished there once a later
   decode, which heard on, ends a sentence there too (``Head``, ``take_heads``): the utterance goes on
   from the pause, so that the decode still to come when the user stops is of the last sentence alone (the
-finished one keeps its pause decode's audio, for the caller to decode again while the speaker goes on). A
+  finished one keeps its pause decode's audio, for the caller to decode again while the speaker goes on). A
   decode at a mid-sentence pause hears a fragment as a sentence ("Please vote." for "Please open the
   door"); the decode that heard on goes on with it, and nothing is split.
 
